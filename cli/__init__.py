@@ -1,0 +1,1 @@
+"""``custody``: the one command line, and the composition root that wires the parts."""

@@ -1,0 +1,42 @@
+"""How results read to a person; ``--json`` prints them as they are on the wire."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def describe_result(result: dict[str, Any], *, request_id: str | None = None) -> str:
+    """A few lines that say what happened."""
+    lines: list[str] = []
+    if not result.get("success"):
+        lines.append(
+            f"rejected {result.get('statusCode')} {result.get('errorCode')}: "
+            + "; ".join(result.get("errorMessages") or [])
+        )
+    elif "customers" in result:
+        created = ", created" if result.get("deviceCreated") else ""
+        lines.append(
+            f"{result.get('message')}: device {result.get('deviceIdentifier')!r} "
+            f"(id {result.get('deviceId')}{created})"
+        )
+        for customer in result["customers"]:
+            flags = ["new customer" if customer["created"] else "existing customer"]
+            flags.append("already assigned" if customer["alreadyAssigned"] else "newly assigned")
+            lines.append(
+                f"  {customer['email']:<32} customer {customer['customerId']:<5} "
+                f"{customer['name']:<16} {', '.join(flags)}"
+            )
+        if result.get("skippedEmails"):
+            lines.append(f"  skipped invalid e-mail(s): {', '.join(result['skippedEmails'])}")
+    else:
+        lines.append(json.dumps(result, ensure_ascii=False))
+    if request_id:
+        lines.append(f"  requestId {request_id}")
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Events as they travel on the wire: CloudEvents 1.0, structured JSON mode.
+
+An event is a fact ("device.assigned"). Its ``id`` derives from the command that caused it,
+so it is stable across every redelivery and subscribers can deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from models import constants as c
+from models.commands import WireModel
+from models.domain import DeviceAssigned, DomainEvent, OwnerRef
+
+_EVENT_NAMESPACE = uuid.UUID("6f1c4a52-7d0e-4a8e-9c55-2a6a2f0f6a10")
+
+
+class Owner(WireModel):
+    customer_id: int
+    email: str
+
+
+class DeviceAssignedData(WireModel):
+    device_id: int
+    device_identifier: str
+    device_created: bool
+    owners_added: list[Owner]
+    owners: list[Owner]
+
+
+class CloudEvent(BaseModel):
+    """The envelope; attribute names are CloudEvents' own (lowercase, no camelCase)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str = c.EVENT_SOURCE
+    type: str
+    subject: str
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    correlationid: str
+    organizationid: str
+    data: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _owners(refs: list[OwnerRef]) -> list[Owner]:
+    return [Owner(customer_id=r.customer_id, email=r.email) for r in refs]
+
+
+def _device_assigned(event: DeviceAssigned) -> WireModel:
+    return DeviceAssignedData(
+        device_id=event.device_id,
+        device_identifier=event.device_identifier,
+        device_created=event.device_created,
+        owners_added=_owners(event.owners_added),
+        owners=_owners(event.owners),
+    )
+
+
+# One converter per domain event: the wire shape of its ``data``.
+_DATA: dict[type[DomainEvent], Callable[[Any], WireModel]] = {
+    DeviceAssigned: _device_assigned,
+}
+
+
+def register_event_data(kind: type[DomainEvent], convert: Callable[[Any], WireModel]) -> None:
+    """Declare the wire shape of a domain event's ``data``."""
+    _DATA[kind] = convert
+
+
+def event_id(organization_id: str, request_id: str, sequence: int) -> str:
+    """Deterministic: the same command always yields the same event ids."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{organization_id}\x00{request_id}\x00{sequence}"))
+
+
+def to_cloud_event(
+    event: DomainEvent, *, organization_id: str, request_id: str, sequence: int, time: datetime
+) -> CloudEvent:
+    data = _DATA[type(event)](event)
+    return CloudEvent(
+        id=event_id(organization_id, request_id, sequence),
+        type=event.type,
+        subject=event.device_identifier,
+        time=time,
+        correlationid=request_id,
+        organizationid=organization_id,
+        data=data.to_wire(),
+    )

@@ -1,0 +1,15 @@
+"""The broker entities of the wire contract, declared the same way by every party."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue
+
+
+def commands_queue(name: str) -> Queue:
+    """Durable queue of commands, bound to a direct exchange of the same name."""
+    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+
+
+def events_exchange(name: str) -> Exchange:
+    """Durable topic exchange of events; routing key = event type."""
+    return Exchange(name, type="topic", durable=True)

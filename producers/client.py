@@ -1,0 +1,222 @@
+"""``Client``: build a command, validate it locally, publish it, optionally wait for its result.
+
+A command that fails validation raises ``Rejected`` here and never reaches the queue.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from kombu import Connection, Consumer, Queue
+from pydantic import ValidationError
+
+from models import constants as c
+from models.commands import AssignDevice, Command
+from models.errors import Rejected
+from models.settings import Settings
+from models.topology import commands_queue
+from producers.envelope import new_id, task_message
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A published command: what to wait for, or to ask ``custody status`` about."""
+
+    request_id: str
+    message_id: str
+    task: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The worker's answer to one command."""
+
+    request_id: str
+    replayed: bool
+    result: dict[str, Any]
+
+    @property
+    def success(self) -> bool:
+        return bool(self.result.get("success"))
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def build(model: type[Command], **fields: Any) -> Command:
+    """Validate a command locally; ``Rejected`` (400) with one line per problem if invalid."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"]) or "command"
+            lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise Rejected.invalid(*lines) from exc
+
+
+class Client:
+    """Publishes commands on the commands queue as one organization."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        organization: str = c.LOCAL_ORGANIZATION,
+        transport_options: dict[str, Any] | None = None,
+        queue: str = c.COMMANDS_QUEUE,
+    ) -> None:
+        self.organization = organization
+        self._queue = commands_queue(queue)
+        self._connection = Connection(broker_url, transport_options=transport_options or {})
+        self._producer: Any = None
+        self._reply_queue: Queue | None = None
+        self._replies: dict[str, Reply] = {}
+        self._consumer: Consumer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, organization: str | None = None) -> Client:
+        settings.prepare_home()
+        return cls(
+            settings.resolved_broker_url,
+            organization=organization or settings.organization,
+            transport_options=settings.broker_transport_options(),
+            queue=settings.commands_queue,
+        )
+
+    # -- commands -------------------------------------------------------------------------
+
+    def assign_device(
+        self,
+        device_identifier: str,
+        customer_emails: Iterable[str],
+        *,
+        auto_create_device: bool | None = None,
+        device_type: str | None = None,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        command = build(
+            AssignDevice,
+            **_given(
+                request_id=request_id or new_request_id(),
+                organization_id=self.organization,
+                device_identifier=device_identifier,
+                customer_emails=list(customer_emails),
+                auto_create_device=auto_create_device,
+                device_type=device_type,
+            ),
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    # -- transport ------------------------------------------------------------------------
+
+    def send(self, command: Command, *, wait: bool = False, timeout_s: float = 30.0) -> Receipt | Reply:
+        receipt = self.publish(command, reply=wait)
+        if not wait:
+            return receipt
+        return self.wait([receipt], timeout_s=timeout_s)[0]
+
+    def publish(self, command: Command, *, reply: bool = False) -> Receipt:
+        """Put one command on the queue; with ``reply`` its result comes back to this client."""
+        return self.publish_raw(command.task_name, command.to_wire(), reply=reply)
+
+    def publish_raw(self, task: str, command: Any, *, reply: bool = False) -> Receipt:
+        """Publish any JSON value as the command of ``task``, unvalidated (tools and tests)."""
+        message_id = new_id()
+        body, headers = task_message(task, command, message_id=message_id)
+        properties: dict[str, Any] = {"correlation_id": message_id}
+        if reply:
+            properties["reply_to"] = self._ensure_reply_queue().name
+        self._get_producer().publish(
+            body,
+            exchange=self._queue.exchange,
+            routing_key=self._queue.routing_key,
+            declare=[self._queue],
+            serializer="json",
+            headers=headers,
+            delivery_mode=2,
+            retry=True,
+            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
+            **properties,
+        )
+        request_id = command.get("requestId") if isinstance(command, dict) else None
+        return Receipt(request_id=str(request_id), message_id=message_id, task=task)
+
+    def wait(self, receipts: Sequence[Receipt], *, timeout_s: float = 30.0) -> list[Reply]:
+        """The replies to ``receipts``, in their order; ``TimeoutError`` names what is missing."""
+        if self._consumer is None:
+            raise RuntimeError("publish with reply=True (or wait=True) before waiting")
+        wanted = {r.message_id for r in receipts}
+        deadline = time.monotonic() + timeout_s
+        while not wanted <= self._replies.keys():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = [r.request_id for r in receipts if r.message_id not in self._replies]
+                raise TimeoutError(
+                    f"no result within {timeout_s:g}s for requestId {', '.join(missing[:5])}"
+                    f"{' …' if len(missing) > 5 else ''}; is a worker running? "
+                    "(custody status REQUEST_ID tells later)"
+                )
+            try:
+                self._connection.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:
+                continue
+        return [self._replies.pop(r.message_id) for r in receipts]
+
+    def _on_reply(self, body: Any, message: Any) -> None:
+        correlation_id = message.properties.get("correlation_id")
+        if isinstance(body, dict) and correlation_id:
+            self._replies[correlation_id] = Reply(
+                request_id=str(body.get("requestId")),
+                replayed=bool(body.get("replayed")),
+                result=body.get("result") or {},
+            )
+        message.ack()
+
+    def _get_producer(self) -> Any:
+        if self._producer is None:
+            self._producer = self._connection.Producer(serializer="json")
+        return self._producer
+
+    def _ensure_reply_queue(self) -> Queue:
+        if self._reply_queue is None:
+            name = f"custody.reply.{uuid.uuid4().hex}"
+            self._reply_queue = Queue(name, routing_key=name, durable=False, auto_delete=True)
+            self._consumer = Consumer(
+                self._connection.default_channel,
+                [self._reply_queue],
+                callbacks=[self._on_reply],
+                accept=["json"],
+            )
+            self._consumer.consume()
+        return self._reply_queue
+
+    def close(self) -> None:
+        try:
+            if self._consumer is not None:
+                self._consumer.cancel()
+                if self._reply_queue is not None:
+                    self._reply_queue.bind(self._connection.default_channel).delete()
+        finally:
+            self._connection.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """Only the fields the caller set: absent stays absent on the wire."""
+    return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,68 @@
+"""``custody.assign_device``: map a device to one or more owner customers."""
+
+from __future__ import annotations
+
+from models.commands import AssignDevice
+from models.domain import DeviceAssigned, OwnerRef, select_emails
+from models.errors import Rejected
+from models.ports import UnitOfWork
+from models.results import AssignDeviceResult, AssignedCustomer
+
+
+def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
+    """Apply the assignment inside ``uow``'s transaction; the caller commits.
+
+    Re-assigning an existing owner creates nothing and records no event.
+    """
+    org = command.organization_id
+    emails = select_emails(command.customer_emails)
+    if not emails.valid:
+        raise Rejected.invalid(
+            "customerEmails: no valid e-mail address in "
+            + ", ".join(repr(e) for e in command.customer_emails)
+        )
+
+    device = uow.devices.get(org, command.device_identifier, lock=True)
+    device_created = False
+    if device is None:
+        if not command.auto_create_device:
+            raise Rejected.not_found(
+                "DEVICE_NOT_FOUND",
+                f"device {command.device_identifier!r} not found "
+                "(set autoCreateDevice and deviceType to create it)",
+            )
+        device = uow.devices.add(org, command.device_identifier, command.device_type)
+        device_created = True
+
+    customers = uow.customers.ensure(org, emails.valid)
+    added = uow.owners.add(org, device.id, [c.id for c in customers])
+
+    if added:
+        owners = uow.owners.of(device.id)
+        uow.events.append(
+            DeviceAssigned(
+                device_identifier=device.identifier,
+                device_id=device.id,
+                device_created=device_created,
+                owners_added=[OwnerRef(c.id, c.email) for c in customers if c.id in added],
+                owners=[OwnerRef(c.id, c.email) for c in owners],
+            )
+        )
+
+    return AssignDeviceResult(
+        message=f"Successfully assigned device to {len(customers)} customer(s)",
+        device_id=device.id,
+        device_identifier=device.identifier,
+        device_created=device_created,
+        customers=[
+            AssignedCustomer(
+                email=c.email,
+                customer_id=c.id,
+                name=c.name,
+                created=c.created,
+                already_assigned=c.id not in added,
+            )
+            for c in customers
+        ],
+        skipped_emails=emails.skipped,
+    )

@@ -1,0 +1,219 @@
+"""What every command goes through, in one transaction: authenticate, deduplicate,
+validate, apply, write the outbox and the idempotency record, commit.
+
+Framework-free: the Celery adapter hands in a ``Delivery`` and maps the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.canonical import command_hash
+from models.errors import Rejected, Transient
+from models.events import to_cloud_event
+from models.ports import OutboxRecord, RejectionRecord, StoredResult, UnitOfWork, UnitOfWorkFactory
+from models.results import Rejection
+from tasks.registry import COMMANDS
+
+MAX_STORED_BODY_CHARS = 65_536  # of a rejected command kept beside its rejection
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One command as it came off the queue."""
+
+    task: str
+    message_id: str
+    command: Any  # the decoded JSON value of the message's single positional argument
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to a delivery, ready to be replied and logged."""
+
+    result: dict[str, Any]
+    organization_id: str | None
+    request_id: str | None
+    replayed: bool = False  # the stored answer of an earlier delivery; nothing was written
+    events: int = 0
+
+    @property
+    def success(self) -> bool:
+        return bool(self.result.get("success"))
+
+    def reply(self) -> dict[str, Any]:
+        return {
+            "requestId": self.request_id,
+            "organizationId": self.organization_id,
+            "replayed": self.replayed,
+            "result": self.result,
+        }
+
+
+def validation_messages(exc: ValidationError) -> list[str]:
+    """One line per problem, naming the field as it is spelled on the wire."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "command"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def _key_part(body: Any, field: str, max_chars: int) -> str | None:
+    value = body.get(field) if isinstance(body, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= max_chars:
+        return value
+    return None
+
+
+def process(delivery: Delivery, uow_factory: UnitOfWorkFactory) -> Outcome:
+    """Apply one delivery exactly once per (organizationId, requestId).
+
+    Raises ``Transient`` for faults worth a retry; every other outcome is a result.
+    """
+    spec = COMMANDS[delivery.task]
+    body = delivery.command
+    org = _key_part(body, "organizationId", 64)
+    request_id = _key_part(body, "requestId", 255)
+    if not isinstance(body, dict):
+        problem = f"command: expected a JSON object, got {type(body).__name__}"
+        return reject_unbound(delivery, Rejected.invalid(problem), uow_factory)
+    if org is None or request_id is None:
+        problems = [
+            f"{name}: required, a string of 1 to {n} characters"
+            for name, value, n in (("organizationId", org, 64), ("requestId", request_id, 255))
+            if value is None
+        ]
+        return reject_unbound(delivery, Rejected.invalid(*problems), uow_factory)
+    try:
+        digest = command_hash(body)
+    except ValueError as exc:  # NaN or Infinity: not JSON
+        return reject_unbound(delivery, Rejected.invalid(f"command: {exc}"), uow_factory)
+
+    for _ in range(3):
+        with uow_factory() as uow:
+            if not uow.organizations.exists(org):
+                rejection = Rejected.unauthorized(f"organizationId: unknown organization {org!r}")
+                return reject_unbound(delivery, rejection, uow_factory, uow=uow)
+            stored = uow.commands.get(org, request_id)
+            if stored is not None:
+                if stored.command_hash == digest:
+                    return Outcome(stored.result, org, request_id, replayed=True)
+                rejection = Rejected.conflict(
+                    "IDEMPOTENCY_CONFLICT",
+                    f"requestId {request_id!r} was already used for a different command",
+                )
+                return reject_unbound(delivery, rejection, uow_factory, uow=uow)
+            outcome = _apply(spec.model, spec.handler, body, delivery, digest, uow)
+            if outcome is not None:
+                return outcome
+        # A concurrent delivery of the same requestId committed first: read its answer.
+    raise Transient(f"requestId {request_id!r} kept racing with concurrent deliveries")
+
+
+def _apply(
+    model: Any, handler: Any, body: dict[str, Any], delivery: Delivery, digest: str, uow: UnitOfWork
+) -> Outcome | None:
+    org, request_id = body["organizationId"], body["requestId"]
+    try:
+        command = model.model_validate(body, by_alias=True, by_name=False)
+        result: dict[str, Any] = handler(command, uow).to_wire()
+    except ValidationError as exc:
+        rejection: Rejected = Rejected.invalid(*validation_messages(exc))
+    except Rejected as exc:
+        rejection = exc
+    else:
+        records = _outbox_records(uow, org, request_id)
+        if not _record(uow, delivery, org, request_id, digest, result):
+            return None
+        uow.outbox.add(records)
+        uow.commit()
+        return Outcome(result, org, request_id, events=len(records))
+
+    uow.rollback()  # a rejection changes nothing
+    result = Rejection.of(rejection).to_wire()
+    if not _record(uow, delivery, org, request_id, digest, result):
+        return None
+    uow.commit()
+    return Outcome(result, org, request_id)
+
+
+def _record(
+    uow: UnitOfWork,
+    delivery: Delivery,
+    org: str,
+    request_id: str,
+    digest: str,
+    result: dict[str, Any],
+) -> bool:
+    return uow.commands.add(
+        StoredResult(
+            organization_id=org,
+            request_id=request_id,
+            task=delivery.task,
+            command_hash=digest,
+            status_code=int(result["statusCode"]),
+            result=result,
+        )
+    )
+
+
+def _outbox_records(uow: UnitOfWork, org: str, request_id: str) -> list[OutboxRecord]:
+    records = []
+    for sequence, event in enumerate(uow.events):
+        cloud_event = to_cloud_event(
+            event, organization_id=org, request_id=request_id, sequence=sequence, time=uow.now
+        )
+        records.append(
+            OutboxRecord(
+                event_id=cloud_event.id,
+                organization_id=org,
+                type=cloud_event.type,
+                subject=cloud_event.subject,
+                payload=cloud_event.to_wire(),
+            )
+        )
+    return records
+
+
+def reject_unbound(
+    delivery: Delivery,
+    rejection: Rejected,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    uow: UnitOfWork | None = None,
+) -> Outcome:
+    """Record a rejection that must not take the idempotency key, and answer it."""
+    body = delivery.command
+    org = _key_part(body, "organizationId", 64)
+    request_id = _key_part(body, "requestId", 255)
+    result = Rejection.of(rejection).to_wire()
+    try:
+        text = json.dumps(body, ensure_ascii=False)[:MAX_STORED_BODY_CHARS]
+    except ValueError:
+        text = repr(body)[:MAX_STORED_BODY_CHARS]
+    record = RejectionRecord(
+        message_id=delivery.message_id,
+        organization_id=org,
+        request_id=request_id,
+        task=delivery.task,
+        status_code=rejection.status_code,
+        result=result,
+        body=text,
+    )
+    if uow is not None:
+        uow.rollback()
+        uow.rejections.add(record)
+        uow.commit()
+    else:
+        with uow_factory() as fresh:
+            fresh.rejections.add(record)
+            fresh.commit()
+    return Outcome(result, org, request_id)

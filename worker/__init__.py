@@ -1,0 +1,1 @@
+"""The worker process: Celery app factory, per-process runtime, consumer, relay, health."""

@@ -1,0 +1,60 @@
+"""The Celery app factory: one settings object in, a configured app out, nothing connected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from models.settings import Settings
+from models.topology import commands_queue
+from tasks.celery_tasks import register_tasks
+from worker.runtime import Runtime
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """SPEC section 5's reliability settings, all in one place."""
+    queue = commands_queue(settings.commands_queue)
+    return {
+        "broker_url": settings.resolved_broker_url,
+        "broker_transport_options": settings.broker_transport_options(),
+        "broker_connection_retry_on_startup": True,
+        "task_protocol": 2,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_queues": [queue],
+        "task_default_queue": queue.name,
+        "task_default_exchange": queue.exchange.name,
+        "task_default_routing_key": queue.routing_key,
+        # Acknowledge after the transaction commits; a lost worker's message is redelivered.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": settings.task_time_limit_s * 0.9,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Results travel in the database and on reply queues, not in a result backend.
+        "task_ignore_result": True,
+        "result_backend": None,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_enable_remote_control": not settings.embedded,
+        "worker_consumer": "worker.consumer:CustodyConsumer",
+        "worker_hijack_root_logger": False,
+    }
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+    runtime = runtime or Runtime(settings)
+    app = Celery("custody", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.custody_runtime = runtime  # type: ignore[attr-defined]
+    register_tasks(app, runtime)
+
+    def _reset(**_: Any) -> None:
+        runtime.after_fork()
+
+    worker_process_init.connect(_reset, weak=False)
+    return app
