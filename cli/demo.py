@@ -59,9 +59,14 @@ def demo(obj: Any, timeout_s: float) -> None:
     ctx.runtime().close()  # schema and local organization ready before the worker starts
     click.echo(f"database {settings.resolved_database_url}")
     click.echo(f"broker   {settings.resolved_broker_url}")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "--pool", "solo", "--loglevel", "WARNING"],
-    )
+    log_path = settings.home / "demo-worker.log"
+    click.echo(f"worker   started, its log in {log_path}")
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     started = time.monotonic()
     try:
         with Client.from_settings(settings) as client:
@@ -71,7 +76,9 @@ def demo(obj: Any, timeout_s: float) -> None:
                     **fields, request_id=f"demo-assign-{n}", wait=True, timeout_s=timeout_s
                 )
                 assert isinstance(answer, Reply)
-                suffix = " (replayed: this requestId was already processed)" if answer.replayed else ""
+                suffix = (
+                    " (replayed: this requestId was already processed)" if answer.replayed else ""
+                )
                 click.echo(describe_result(answer.result, request_id=answer.request_id) + suffix)
     finally:
         worker.terminate()

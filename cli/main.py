@@ -126,8 +126,9 @@ def org() -> None:
 @pass_ctx
 def org_create(ctx: Context, organization: str, name: str | None) -> None:
     """Create an organization."""
-    from models.commands import OrganizationId  # noqa: F401  (documents the id's shape)
     from pydantic import TypeAdapter
+
+    from models.commands import OrganizationId
 
     TypeAdapter(OrganizationId).validate_python(organization)
     runtime = ctx.runtime()

@@ -16,12 +16,16 @@ RequestId = Annotated[str, StringConstraints(min_length=1, max_length=c.MAX_REQU
 OrganizationId = Annotated[
     str,
     StringConstraints(
-        min_length=1, max_length=c.MAX_ORGANIZATION_ID_CHARS, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+        min_length=1,
+        max_length=c.MAX_ORGANIZATION_ID_CHARS,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
     ),
 ]
 DeviceIdentifier = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=c.MAX_DEVICE_IDENTIFIER_CHARS),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=c.MAX_DEVICE_IDENTIFIER_CHARS
+    ),
 ]
 DeviceType = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=c.MAX_DEVICE_TYPE_CHARS)

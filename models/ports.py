@@ -71,8 +71,11 @@ class Devices(Protocol):
         which serializes every change to one device (commit order = event order)."""
         ...
 
-    def add(self, organization_id: str, identifier: str, device_type: str | None) -> Device:
-        """Create the device, or load (and lock) the one a concurrent command just made."""
+    def add(
+        self, organization_id: str, identifier: str, device_type: str | None
+    ) -> tuple[Device, bool]:
+        """Create the device, or load (and lock) the one a concurrent command just made;
+        the flag tells whether this call created it."""
         ...
 
 

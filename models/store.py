@@ -87,13 +87,17 @@ def _device(row: Any) -> Device:
 class SqlDevices(_Repo):
     def get(self, organization_id: str, identifier: str, *, lock: bool = False) -> Device | None:
         d = t.devices
-        query = sa.select(d).where(d.c.organization_id == organization_id, d.c.identifier == identifier)
+        query = sa.select(d).where(
+            d.c.organization_id == organization_id, d.c.identifier == identifier
+        )
         if lock:
             query = query.with_for_update()
         row = self._conn.execute(query).first()
         return None if row is None else _device(row)
 
-    def add(self, organization_id: str, identifier: str, device_type: str | None) -> Device:
+    def add(
+        self, organization_id: str, identifier: str, device_type: str | None
+    ) -> tuple[Device, bool]:
         stmt = (
             self._insert(t.devices)
             .values(
@@ -107,10 +111,10 @@ class SqlDevices(_Repo):
         )
         row = self._conn.execute(stmt).first()
         if row is not None:
-            return _device(row)
+            return _device(row), True
         existing = self.get(organization_id, identifier, lock=True)
         assert existing is not None, "a conflicting device row must exist"
-        return existing
+        return existing, False
 
 
 class SqlCustomers(_Repo):

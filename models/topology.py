@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 
 def commands_queue(name: str) -> Queue:
     """Durable queue of commands, bound to a direct exchange of the same name."""
-    return Queue(name, Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
+    exchange = Exchange(name, type="direct", durable=True)  # type: ignore[no-untyped-call]
+    return Queue(name, exchange, routing_key=name, durable=True)  # type: ignore[no-untyped-call]
 
 
 def events_exchange(name: str) -> Exchange:
     """Durable topic exchange of events; routing key = event type."""
-    return Exchange(name, type="topic", durable=True)
+    return Exchange(name, type="topic", durable=True)  # type: ignore[no-untyped-call]

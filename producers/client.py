@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -77,7 +78,7 @@ class Client:
         self._connection = Connection(broker_url, transport_options=transport_options or {})
         self._producer: Any = None
         self._reply_queue: Queue | None = None
-        self._replies: dict[str, Reply] = {}
+        self._replies: defaultdict[str, list[Reply]] = defaultdict(list)
         self._consumer: Consumer | None = None
 
     @classmethod
@@ -118,7 +119,9 @@ class Client:
 
     # -- transport ------------------------------------------------------------------------
 
-    def send(self, command: Command, *, wait: bool = False, timeout_s: float = 30.0) -> Receipt | Reply:
+    def send(
+        self, command: Command, *, wait: bool = False, timeout_s: float = 30.0
+    ) -> Receipt | Reply:
         receipt = self.publish(command, reply=wait)
         if not wait:
             return receipt
@@ -128,9 +131,13 @@ class Client:
         """Put one command on the queue; with ``reply`` its result comes back to this client."""
         return self.publish_raw(command.task_name, command.to_wire(), reply=reply)
 
-    def publish_raw(self, task: str, command: Any, *, reply: bool = False) -> Receipt:
-        """Publish any JSON value as the command of ``task``, unvalidated (tools and tests)."""
-        message_id = new_id()
+    def publish_raw(
+        self, task: str, command: Any, *, reply: bool = False, message_id: str | None = None
+    ) -> Receipt:
+        """Publish any JSON value as the command of ``task``, unvalidated (tools and tests).
+
+        Reusing ``message_id`` publishes a true duplicate, as a broker redelivery would."""
+        message_id = message_id or new_id()
         body, headers = task_message(task, command, message_id=message_id)
         properties: dict[str, Any] = {"correlation_id": message_id}
         if reply:
@@ -154,12 +161,12 @@ class Client:
         """The replies to ``receipts``, in their order; ``TimeoutError`` names what is missing."""
         if self._consumer is None:
             raise RuntimeError("publish with reply=True (or wait=True) before waiting")
-        wanted = {r.message_id for r in receipts}
+        wanted = Counter(r.message_id for r in receipts)
         deadline = time.monotonic() + timeout_s
-        while not wanted <= self._replies.keys():
+        while any(len(self._replies[m]) < n for m, n in wanted.items()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                missing = [r.request_id for r in receipts if r.message_id not in self._replies]
+                missing = [r.request_id for r in receipts if not self._replies[r.message_id]]
                 raise TimeoutError(
                     f"no result within {timeout_s:g}s for requestId {', '.join(missing[:5])}"
                     f"{' …' if len(missing) > 5 else ''}; is a worker running? "
@@ -169,15 +176,17 @@ class Client:
                 self._connection.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
-        return [self._replies.pop(r.message_id) for r in receipts]
+        return [self._replies[r.message_id].pop(0) for r in receipts]
 
     def _on_reply(self, body: Any, message: Any) -> None:
         correlation_id = message.properties.get("correlation_id")
         if isinstance(body, dict) and correlation_id:
-            self._replies[correlation_id] = Reply(
-                request_id=str(body.get("requestId")),
-                replayed=bool(body.get("replayed")),
-                result=body.get("result") or {},
+            self._replies[correlation_id].append(
+                Reply(
+                    request_id=str(body.get("requestId")),
+                    replayed=bool(body.get("replayed")),
+                    result=body.get("result") or {},
+                )
             )
         message.ack()
 
@@ -212,7 +221,10 @@ class Client:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

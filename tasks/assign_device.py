@@ -31,8 +31,9 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
                 f"device {command.device_identifier!r} not found "
                 "(set autoCreateDevice and deviceType to create it)",
             )
-        device = uow.devices.add(org, command.device_identifier, command.device_type)
-        device_created = True
+        device, device_created = uow.devices.add(
+            org, command.device_identifier, command.device_type
+        )
 
     customers = uow.customers.ensure(org, emails.valid)
     added = uow.owners.add(org, device.id, [c.id for c in customers])

@@ -14,7 +14,7 @@ from models.errors import Rejected, Transient
 from models.ports import UnitOfWork
 from models.results import Rejection
 from tasks.dead_letters import bury
-from tasks.pipeline import Delivery, Outcome, reject_unbound, process
+from tasks.pipeline import Delivery, Outcome, process, reject_unbound
 from tasks.registry import COMMANDS
 from tasks.retry import RetryPolicy
 

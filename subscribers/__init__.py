@@ -1,0 +1,1 @@
+"""The subscribing side: consume events from the events exchange, deduplicated."""

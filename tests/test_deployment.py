@@ -1,0 +1,54 @@
+"""docker-compose.yml is checked by reading it: no engine runs where the tests run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_every_dependency_names_a_service_and_the_graph_has_no_cycle():
+    services = compose()["services"]
+    graph = {name: set((spec.get("depends_on") or {})) for name, spec in services.items()}
+    for name, deps in graph.items():
+        assert deps <= graph.keys(), f"{name} depends on unknown {deps - graph.keys()}"
+    done: set[str] = set()
+    while len(done) < len(graph):
+        ready = {n for n, deps in graph.items() if n not in done and deps <= done}
+        assert ready, f"dependency cycle among {set(graph) - done}"
+        done |= ready
+
+
+def test_workers_start_after_migrations_complete_and_servers_are_healthy():
+    services = compose()["services"]
+    depends = services["worker"]["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["redis"]["condition"] == "service_healthy"
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    for server in ("redis", "postgres"):
+        assert "healthcheck" in services[server]
+
+
+def test_redis_is_durable_and_never_evicts():
+    command = " ".join(compose()["services"]["redis"]["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+
+
+def test_the_services_use_the_documented_settings():
+    env = compose()["x-custody-env"]
+    assert env["CUSTODY_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["CUSTODY_BROKER_URL"].startswith("redis://")
+
+
+def test_the_image_copies_every_package():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in ("models", "tasks", "worker", "producers", "subscribers", "cli"):
+        assert f"COPY {package} ./{package}" in dockerfile
