@@ -15,7 +15,7 @@ def compose() -> dict:
 
 def test_every_dependency_names_a_service_and_the_graph_has_no_cycle():
     services = compose()["services"]
-    graph = {name: set((spec.get("depends_on") or {})) for name, spec in services.items()}
+    graph = {name: set(spec.get("depends_on") or {}) for name, spec in services.items()}
     for name, deps in graph.items():
         assert deps <= graph.keys(), f"{name} depends on unknown {deps - graph.keys()}"
     done: set[str] = set()
