@@ -213,9 +213,10 @@ def status(ctx: Context, request_id: str, organization: str | None, as_json: boo
 
 
 def _register_more() -> None:
-    from cli import demo
+    from cli import demo, health
 
     cli.add_command(demo.demo)
+    cli.add_command(health.health)
 
 
 _register_more()

@@ -342,3 +342,23 @@ def outbox_rows(engine: Engine, organization_id: str) -> Sequence[Any]:
         o = t.outbox
         query = sa.select(o).where(o.c.organization_id == organization_id).order_by(o.c.id)
         return conn.execute(query).all()
+
+
+def health_figures(engine: Engine, *, now: datetime | None = None) -> dict[str, Any]:
+    """What an operator's probe asks the database: outbox lag and dead letters."""
+    now = now or utcnow()
+    o, d = t.outbox, t.dead_letters
+    with engine.connect() as conn:
+        unsent, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(o.c.created_at)).where(o.c.sent_at.is_(None))
+        ).one()
+        dead = conn.execute(
+            sa.select(sa.func.count()).select_from(d).where(d.c.replayed_at.is_(None))
+        ).scalar_one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return {
+        "outbox_unsent": int(unsent),
+        "outbox_lag_s": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+        "dead_letters": int(dead),
+    }
