@@ -125,12 +125,15 @@ def org() -> None:
 @click.option("--name", default=None, help="Display name (default: the id).")
 @pass_ctx
 def org_create(ctx: Context, organization: str, name: str | None) -> None:
-    """Create an organization."""
+    """Create an organization (ids: letters, digits, '.', '_', '-'; at most 64)."""
     from pydantic import TypeAdapter
 
     from models.commands import OrganizationId
 
-    TypeAdapter(OrganizationId).validate_python(organization)
+    try:
+        TypeAdapter(OrganizationId).validate_python(organization)
+    except SettingsError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"], param_hint="ORGANIZATION") from exc
     runtime = ctx.runtime()
     with runtime.uow() as uow:
         created = uow.organizations.add(organization, name or organization)
