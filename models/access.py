@@ -120,9 +120,9 @@ def date_range_problem(start: datetime | None, end: datetime | None) -> str | No
 def window_problem(day_start: time | None, day_end: time | None) -> tuple[str, str] | None:
     """``(field, reason)`` when the daily window is half given or empty."""
     if day_start is not None and day_end is None:
-        return "dayEndTime", "is required when dayStartTime is given (both or neither)"
+        return "dayEndTime", "required when dayStartTime is given (both or neither)"
     if day_start is None and day_end is not None:
-        return "dayStartTime", "is required when dayEndTime is given (both or neither)"
+        return "dayStartTime", "required when dayEndTime is given (both or neither)"
     if day_start is not None and day_start == day_end:
         return "dayEndTime", "must differ from dayStartTime (leave both null for the whole day)"
     return None

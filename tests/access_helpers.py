@@ -69,3 +69,16 @@ def update(backend: Any, body: dict[str, Any]) -> Outcome:
 
 def revoke(backend: Any, body: dict[str, Any]) -> Outcome:
     return deliver(backend, body, c.REVOKE_ACCESS)
+
+
+def granted(backend: Any, org: str, device: str, user: str, **fields: Any) -> int:
+    """Grant ``user`` access (from the owner unless ``by``) and return the access id."""
+    outcome = grant(backend, grant_body(org, device, user, **fields))
+    assert outcome.success, outcome.result
+    return int(outcome.result["result"]["id"])
+
+
+def without_records(state: Any) -> Any:
+    """The state minus the idempotency and rejection records every command leaves."""
+    state.processed, state.rejections = {}, []
+    return state

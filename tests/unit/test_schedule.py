@@ -52,9 +52,9 @@ def brute_force(schedule: Schedule, at: datetime) -> bool:
 
     if schedule.day_start is None or schedule.day_end is None:
         return on(wall.date())
-    midnight = datetime(2000, 1, 1)
+    someday = date(2000, 1, 1)
     length = (
-        datetime.combine(midnight, schedule.day_end) - datetime.combine(midnight, schedule.day_start)
+        datetime.combine(someday, schedule.day_end) - datetime.combine(someday, schedule.day_start)
     ) % timedelta(days=1)
     for back in (1, 0):
         day = wall.date() - timedelta(days=back)
