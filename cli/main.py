@@ -217,6 +217,11 @@ def _register_more() -> None:
 
     cli.add_command(demo.demo)
 
+    from cli import access
+
+    for command in access.COMMANDS:
+        cli.add_command(command)
+
 
 _register_more()
 

@@ -71,7 +71,7 @@ def _week_days_in_range(value: int) -> int:
     return value
 
 
-def _instant(value: Any) -> datetime:
+def parse_instant(value: Any) -> datetime:
     """An ISO 8601 date-time, kept in UTC; one without an offset is taken as UTC."""
     if isinstance(value, str):
         text = _text(value, c.MAX_DATETIME_CHARS)
@@ -119,7 +119,7 @@ def _time_zone(value: str) -> str:
 Email = Annotated[str, StringConstraints(max_length=c.MAX_EMAIL_CHARS), AfterValidator(_email)]
 Level = Annotated[int, AfterValidator(_level)]
 WeekDayMask = Annotated[int, BeforeValidator(_week_days), AfterValidator(_week_days_in_range)]
-Instant = Annotated[datetime, BeforeValidator(_instant)]
+Instant = Annotated[datetime, BeforeValidator(parse_instant)]
 TimeOfDay = Annotated[time, BeforeValidator(_time_of_day)]
 TimeZoneName = Annotated[
     str,

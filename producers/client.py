@@ -67,9 +67,16 @@ def build(model: type[Command], **fields: Any) -> Command:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in error["loc"]) or "command"
+            loc = [_wire_name(model, p) for p in error["loc"][:1]] + list(error["loc"][1:])
+            where = ".".join(str(p) for p in loc) or "command"
             lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         raise Rejected.invalid(*lines) from exc
+
+
+def _wire_name(model: type[Command], name: Any) -> Any:
+    """Name a field as it is spelled on the wire, as the worker's rejections do."""
+    field = model.model_fields.get(name) if isinstance(name, str) else None
+    return field.alias if field is not None and field.alias else name
 
 
 class Client:
