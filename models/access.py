@@ -28,7 +28,7 @@ class AccessLevel(enum.IntEnum):
     OWNER = 2
 
 
-GRANTABLE_LEVELS = (AccessLevel.GUEST, AccessLevel.ADMIN)
+ALL_WEEK_DAYS = 127  # the weekDays mask of every day
 
 
 class WeekDays(enum.IntFlag):
@@ -70,9 +70,6 @@ class WeekDays(enum.IntFlag):
         if mask is None or mask == ALL_WEEK_DAYS:
             return "every day"
         return ", ".join(d.name.title()[:3] for d in cls if d.name and mask & d)
-
-
-ALL_WEEK_DAYS = 127
 
 
 class ScheduleError(ValueError):

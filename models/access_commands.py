@@ -47,7 +47,7 @@ def _level(value: int) -> int:
             "cannot grant the owner level (2): owners come from assign_device; "
             "use 0 (guest) or 1 (admin)"
         )
-    if value not in (AccessLevel.GUEST, AccessLevel.ADMIN):
+    if value not in (AccessLevel.GUEST, AccessLevel.ADMIN):  # the levels a grant can carry
         raise ValueError(f"must be 0 (guest) or 1 (admin), got {value}")
     return value
 
