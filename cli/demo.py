@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cli.access import describe_access_result
 from cli.output import describe_result
 
 # The examples of the "Assign Device to Owners" page, as commands.
@@ -43,6 +44,48 @@ ASSIGN_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
         "unknown device without autoCreateDevice",
         {"device_identifier": "SN-0000", "customer_emails": ["dave@example.com"]},
     ),
+]
+
+
+# The examples of the "Create device access" page, granted by the owner of SN-1001.
+GRANT_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "permanent administrator access",
+        {"user_email": "john@example.com", "access_level": 1},
+    ),
+    (
+        "guest, time restricted",
+        {
+            "user_email": "jane@example.com",
+            "access_level": 0,
+            "start_date": "2020-12-14T08:09:57.781Z",
+            "end_date": "2020-12-31T08:10:57.781Z",
+        },
+    ),
+    (
+        "guest, custom: Mon-Wed (weekDays 7), 08:00-20:00, December 2020",
+        {
+            "user_email": "joe@example.com",
+            "access_level": 0,
+            "week_days": 7,
+            "day_start_time": "2020-12-01T08:00:00.000Z",
+            "day_end_time": "2020-12-31T20:00:00.000Z",
+            "start_date": "2020-12-01T08:09:57.781Z",
+            "end_date": "2020-12-31T23:10:57.781Z",
+        },
+    ),
+]
+GRANTED_BY = "alice@example.com"  # owner of SN-1001 after the first assignment
+
+# "May this user use SN-1001 at this instant?" (None = now)
+CHECKS: list[tuple[str, str | None]] = [
+    ("alice@example.com", None),
+    ("john@example.com", None),
+    ("jane@example.com", "2020-12-20T12:00:00Z"),
+    ("jane@example.com", None),
+    ("joe@example.com", "2020-12-02T09:00:00Z"),
+    ("joe@example.com", "2020-12-05T09:00:00Z"),
+    ("joe@example.com", "2020-12-02T21:00:00Z"),
 ]
 
 
@@ -80,7 +123,44 @@ def demo(obj: Any, timeout_s: float) -> None:
                     " (replayed: this requestId was already processed)" if answer.replayed else ""
                 )
                 click.echo(describe_result(answer.result, request_id=answer.request_id) + suffix)
+            for n, (title, fields) in enumerate(GRANT_EXAMPLES, 1):
+                click.secho(f"\n[{n}] grant_access: {title}", bold=True)
+                answer = client.grant_access(
+                    "SN-1001",
+                    **fields,
+                    granted_by=GRANTED_BY,
+                    request_id=f"demo-grant-{n}",
+                    wait=True,
+                    timeout_s=timeout_s,
+                )
+                assert isinstance(answer, Reply)
+                suffix = (
+                    " (replayed: this requestId was already processed)" if answer.replayed else ""
+                )
+                text = describe_access_result(answer.result, request_id=answer.request_id)
+                click.echo(text + suffix)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+    _checks(ctx)
     click.echo(f"\ndone in {time.monotonic() - started:.1f}s; state is kept under {settings.home}/")
+
+
+def _checks(ctx: Any) -> None:
+    """Ask the stored schedules whether each user may use SN-1001 at a few instants."""
+    from datetime import UTC, datetime
+
+    from models.access_commands import parse_instant
+    from tasks.access_check import check_access
+
+    click.secho("\naccess check SN-1001", bold=True)
+    runtime = ctx.runtime()
+    try:
+        with runtime.uow() as uow:
+            for email, at in CHECKS:
+                instant = datetime.now(UTC) if at is None else parse_instant(at)
+                answer = check_access(uow, ctx.settings.organization, "SN-1001", email, instant)
+                verdict = "allowed" if answer.allowed else "denied "
+                click.echo(f"  {email:<18} at {at or 'now':<20} {verdict} {answer.reason}")
+    finally:
+        runtime.close()

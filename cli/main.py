@@ -221,6 +221,11 @@ def _register_more() -> None:
     cli.add_command(demo.demo)
     cli.add_command(health.health)
 
+    from cli import access
+
+    for command in access.COMMANDS:
+        cli.add_command(command)
+
 
 _register_more()
 

@@ -37,3 +37,9 @@ MAX_DEVICE_TYPE_CHARS = 64
 MAX_EMAIL_CHARS = 320  # RFC 3696 errata: 64 local + @ + 255 domain
 MAX_EMAILS_PER_COMMAND = 100
 MAX_BULK_ITEMS = 1_000
+
+# Access grants (SPEC section 3).
+MAX_TIME_ZONE_CHARS = 64  # an IANA time zone name (the longest in use has 32)
+MAX_DATETIME_CHARS = 64  # an ISO 8601 date, time of day or date-time, as text
+MAX_WEEK_DAYS_CHARS = 64  # weekDays given as names ("Monday, Tuesday")
+MAX_ACCESS_ID = 2**63 - 1  # accessId is a BIGINT

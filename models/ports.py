@@ -11,6 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from models.access import Access, AccessTerms
 from models.domain import Customer, Device, DomainEvent
 
 
@@ -84,6 +85,10 @@ class Customers(Protocol):
         """One customer per address, created when missing (``created`` tells), in given order."""
         ...
 
+    def find(self, organization_id: str, email: str) -> Customer | None:
+        """The customer with this (normalized) address, if there is one; creates nothing."""
+        ...
+
 
 class Owners(Protocol):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
@@ -92,6 +97,41 @@ class Owners(Protocol):
 
     def of(self, device_id: int) -> list[Customer]:
         """Every owner of the device, oldest first."""
+        ...
+
+
+class Accesses(Protocol):
+    """Access grants. At most one open (not closed) access per user and device: the
+    database carries that invariant, ``add`` reports a lost race instead of breaking it."""
+
+    def get(self, organization_id: str, access_id: int) -> Access | None: ...
+
+    def open_for(self, device_id: int, customer_id: int) -> Access | None:
+        """The user's access to the device that is not closed, if any."""
+        ...
+
+    def latest_for(self, device_id: int, customer_id: int) -> Access | None:
+        """The user's most recent access to the device, open or closed."""
+        ...
+
+    def add(
+        self,
+        organization_id: str,
+        device_id: int,
+        customer_id: int,
+        terms: AccessTerms,
+        *,
+        granted_by_customer_id: int | None,
+    ) -> Access | None:
+        """Insert the user's open access; ``None`` if one is open already."""
+        ...
+
+    def update(self, access_id: int, terms: AccessTerms) -> Access:
+        """Store new terms (``updated_at`` = now) and return the access as stored."""
+        ...
+
+    def close(self, access_id: int, *, revoke: bool) -> Access:
+        """Close the access now (and mark it revoked with ``revoke``); return it as stored."""
         ...
 
 
@@ -120,6 +160,7 @@ class UnitOfWork(Protocol):
     devices: Devices
     customers: Customers
     owners: Owners
+    accesses: Accesses
     commands: ProcessedCommands
     rejections: Rejections
     outbox: Outbox

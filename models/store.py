@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from models import tables as t
+from models.access import Access, AccessLevel, AccessTerms, Schedule
 from models.domain import Customer, Device, DomainEvent, name_from_email
 from models.errors import Transient
 from models.ports import DeadLetterRecord, OutboxRecord, RejectionRecord, StoredResult
@@ -150,6 +151,16 @@ class SqlCustomers(_Repo):
             for e in emails
         ]
 
+    def find(self, organization_id: str, email: str) -> Customer | None:
+        c = t.customers
+        query = sa.select(c).where(c.c.organization_id == organization_id, c.c.email == email)
+        row = self._conn.execute(query).first()
+        if row is None:
+            return None
+        return Customer(
+            id=row.id, organization_id=row.organization_id, email=row.email, name=row.name
+        )
+
 
 class SqlOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
@@ -184,6 +195,130 @@ class SqlOwners(_Repo):
             Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
             for r in self._conn.execute(query)
         ]
+
+
+def _access(row: Any) -> Access:
+    return Access(
+        id=row.id,
+        organization_id=row.organization_id,
+        device_id=row.device_id,
+        customer_id=row.customer_id,
+        user_email=row.email,
+        user_name=row.name,
+        terms=AccessTerms(
+            level=AccessLevel(row.access_level),
+            remote_access_disabled=row.remote_access_disabled,
+            schedule=Schedule(
+                week_days=row.week_days,
+                start=row.start_date,
+                end=row.end_date,
+                day_start=row.day_start_time,
+                day_end=row.day_end_time,
+                time_zone=row.time_zone,
+            ),
+        ),
+        granted_by_customer_id=row.granted_by_customer_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        revoked_at=row.revoked_at,
+        closed_at=row.closed_at,
+    )
+
+
+def _terms_values(terms: AccessTerms) -> dict[str, Any]:
+    s = terms.schedule
+    return {
+        "access_level": int(terms.level),
+        "remote_access_disabled": terms.remote_access_disabled,
+        "week_days": s.week_days,
+        "start_date": s.start,
+        "end_date": s.end,
+        "day_start_time": s.day_start,
+        "day_end_time": s.day_end,
+        "time_zone": s.time_zone,
+    }
+
+
+class SqlAccesses(_Repo):
+    def _select(self) -> Any:
+        a, c = t.accesses, t.customers
+        return sa.select(a, c.c.email, c.c.name).join(c, a.c.customer_id == c.c.id)
+
+    def _one(self, query: Any) -> Access | None:
+        row = self._conn.execute(query).first()
+        return None if row is None else _access(row)
+
+    def _by_id(self, access_id: int) -> Access:
+        access = self._one(self._select().where(t.accesses.c.id == access_id))
+        assert access is not None, f"access {access_id} must exist"
+        return access
+
+    def get(self, organization_id: str, access_id: int) -> Access | None:
+        a = t.accesses
+        return self._one(
+            self._select().where(a.c.organization_id == organization_id, a.c.id == access_id)
+        )
+
+    def open_for(self, device_id: int, customer_id: int) -> Access | None:
+        a = t.accesses
+        return self._one(
+            self._select().where(
+                a.c.device_id == device_id, a.c.customer_id == customer_id, a.c.closed_at.is_(None)
+            )
+        )
+
+    def latest_for(self, device_id: int, customer_id: int) -> Access | None:
+        a = t.accesses
+        query = (
+            self._select()
+            .where(a.c.device_id == device_id, a.c.customer_id == customer_id)
+            .order_by(a.c.closed_at.is_not(None), a.c.id.desc())
+            .limit(1)
+        )
+        return self._one(query)
+
+    def add(
+        self,
+        organization_id: str,
+        device_id: int,
+        customer_id: int,
+        terms: AccessTerms,
+        *,
+        granted_by_customer_id: int | None,
+    ) -> Access | None:
+        a = t.accesses
+        stmt = (
+            self._insert(a)
+            .values(
+                organization_id=organization_id,
+                device_id=device_id,
+                customer_id=customer_id,
+                granted_by_customer_id=granted_by_customer_id,
+                created_at=self._uow.now,
+                updated_at=self._uow.now,
+                **_terms_values(terms),
+            )
+            .on_conflict_do_nothing(
+                index_elements=["device_id", "customer_id"], index_where=a.c.closed_at.is_(None)
+            )
+            .returning(a.c.id)
+        )
+        access_id = self._conn.execute(stmt).scalar()
+        return None if access_id is None else self._by_id(access_id)
+
+    def update(self, access_id: int, terms: AccessTerms) -> Access:
+        a = t.accesses
+        values = {**_terms_values(terms), "updated_at": self._uow.now}
+        self._conn.execute(sa.update(a).where(a.c.id == access_id).values(**values))
+        return self._by_id(access_id)
+
+    def close(self, access_id: int, *, revoke: bool) -> Access:
+        a = t.accesses
+        values = {"closed_at": self._uow.now}
+        if revoke:
+            values["revoked_at"] = self._uow.now
+        self._conn.execute(sa.update(a).where(a.c.id == access_id).values(**values))
+        return self._by_id(access_id)
 
 
 class SqlProcessedCommands(_Repo):
@@ -275,6 +410,7 @@ class SqlUnitOfWork:
         self.devices = SqlDevices(self)
         self.customers = SqlCustomers(self)
         self.owners = SqlOwners(self)
+        self.accesses = SqlAccesses(self)
         self.commands = SqlProcessedCommands(self)
         self.rejections = SqlRejections(self)
         self.outbox = SqlOutbox(self)

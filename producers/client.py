@@ -5,6 +5,7 @@ A command that fails validation raises ``Rejected`` here and never reaches the q
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -17,6 +18,7 @@ from kombu import Connection, Consumer, Queue
 from pydantic import ValidationError
 
 from models import constants as c
+from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
 from models.commands import AssignDevice, Command
 from models.errors import Rejected
 from models.settings import Settings
@@ -46,6 +48,14 @@ class Reply:
         return bool(self.result.get("success"))
 
 
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()  # update_access: leave this field as it is
+
+
 def new_request_id() -> str:
     return str(uuid.uuid4())
 
@@ -57,9 +67,16 @@ def build(model: type[Command], **fields: Any) -> Command:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in error["loc"]) or "command"
+            loc = [_wire_name(model, p) for p in error["loc"][:1]] + list(error["loc"][1:])
+            where = ".".join(str(p) for p in loc) or "command"
             lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         raise Rejected.invalid(*lines) from exc
+
+
+def _wire_name(model: type[Command], name: Any) -> Any:
+    """Name a field as it is spelled on the wire, as the worker's rejections do."""
+    field = model.model_fields.get(name) if isinstance(name, str) else None
+    return field.alias if field is not None and field.alias else name
 
 
 class Client:
@@ -114,6 +131,106 @@ class Client:
                 auto_create_device=auto_create_device,
                 device_type=device_type,
             ),
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def grant_access(
+        self,
+        device_identifier: str,
+        user_email: str,
+        *,
+        granted_by: str,
+        access_level: int = 0,
+        remote_access_disabled: bool | None = None,
+        week_days: int | str | None = None,
+        start_date: str | dt.datetime | None = None,
+        end_date: str | dt.datetime | None = None,
+        day_start_time: str | dt.time | None = None,
+        day_end_time: str | dt.time | None = None,
+        time_zone: str | None = None,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        """Grant ``user_email`` access to the device (guest unless ``access_level`` 1)."""
+        command = build(
+            GrantAccess,
+            **_given(
+                request_id=request_id or new_request_id(),
+                organization_id=self.organization,
+                device_identifier=device_identifier,
+                granted_by=granted_by,
+                user_email=user_email,
+                access_level=access_level,
+                remote_access_disabled=remote_access_disabled,
+                week_days=week_days,
+                start_date=start_date,
+                end_date=end_date,
+                day_start_time=day_start_time,
+                day_end_time=day_end_time,
+                time_zone=time_zone,
+            ),
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def update_access(
+        self,
+        device_identifier: str,
+        access_id: int,
+        *,
+        updated_by: str,
+        access_level: Any = UNCHANGED,
+        remote_access_disabled: Any = UNCHANGED,
+        week_days: Any = UNCHANGED,
+        start_date: Any = UNCHANGED,
+        end_date: Any = UNCHANGED,
+        day_start_time: Any = UNCHANGED,
+        day_end_time: Any = UNCHANGED,
+        time_zone: Any = UNCHANGED,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        """Change an access: a field left ``UNCHANGED`` stays as it is, ``None`` clears it."""
+        changes = {
+            "access_level": access_level,
+            "remote_access_disabled": remote_access_disabled,
+            "week_days": week_days,
+            "start_date": start_date,
+            "end_date": end_date,
+            "day_start_time": day_start_time,
+            "day_end_time": day_end_time,
+            "time_zone": time_zone,
+        }
+        command = build(
+            UpdateAccess,
+            request_id=request_id or new_request_id(),
+            organization_id=self.organization,
+            device_identifier=device_identifier,
+            access_id=access_id,
+            updated_by=updated_by,
+            **{k: v for k, v in changes.items() if v is not UNCHANGED},
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def revoke_access(
+        self,
+        device_identifier: str,
+        access_id: int,
+        *,
+        revoked_by: str,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        """End an access (it is kept, marked revoked)."""
+        command = build(
+            RevokeAccess,
+            request_id=request_id or new_request_id(),
+            organization_id=self.organization,
+            device_identifier=device_identifier,
+            access_id=access_id,
+            revoked_by=revoked_by,
         )
         return self.send(command, wait=wait, timeout_s=timeout_s)
 

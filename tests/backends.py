@@ -25,6 +25,33 @@ class OrgState:
     processed: dict[str, dict[str, Any]] = field(default_factory=dict)  # requestId -> result
     rejections: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # outbox payloads, in order
+    accesses: dict[int, dict[str, Any]] = field(default_factory=dict)  # access id -> values
+
+    def open_accesses(self, device: str, email: str) -> list[int]:
+        """Ids of the accesses of this user and device that are not closed."""
+        return [
+            i
+            for i, a in self.accesses.items()
+            if (a["device"], a["user"]) == (device, email) and a["closedAt"] is None
+        ]
+
+
+def access_values(
+    device: str, user: str, granted_by: str | None, a: Any, **schedule: Any
+) -> dict[str, Any]:
+    """An access as plain values, the same from every store."""
+    return {
+        "device": device,
+        "user": user,
+        "grantedBy": granted_by,
+        "level": a.access_level,
+        "remoteAccessDisabled": a.remote_access_disabled,
+        **schedule,
+        "createdAt": a.created_at,
+        "updatedAt": a.updated_at,
+        "revokedAt": a.revoked_at,
+        "closedAt": a.closed_at,
+    }
 
 
 def new_org_id(prefix: str = "t") -> str:
@@ -58,7 +85,39 @@ class FakeBackend:
             processed={r: v.result for (o, r), v in s.processed.items() if o == org},
             rejections=[r.result for r in s.rejections if r.organization_id == org],
             events=[r.payload for r in s.outbox if r.organization_id == org],
+            accesses={
+                a.id: access_values(
+                    devices[a.device_id].identifier,
+                    customers[a.customer_id].email,
+                    customers[a.granted_by_customer_id].email if a.granted_by_customer_id else None,
+                    _FakeRow(a),
+                    **_schedule(a.terms.schedule),
+                )
+                for a in s.accesses.values()
+                if a.organization_id == org
+            },
         )
+
+
+class _FakeRow:
+    """An access of the fake, read like a row of the table."""
+
+    def __init__(self, access: Any) -> None:
+        self.access_level = int(access.terms.level)
+        self.remote_access_disabled = access.terms.remote_access_disabled
+        self.created_at, self.updated_at = access.created_at, access.updated_at
+        self.revoked_at, self.closed_at = access.revoked_at, access.closed_at
+
+
+def _schedule(schedule: Any) -> dict[str, Any]:
+    return {
+        "weekDays": schedule.week_days,
+        "startDate": schedule.start,
+        "endDate": schedule.end,
+        "dayStartTime": schedule.day_start,
+        "dayEndTime": schedule.day_end,
+        "timeZone": schedule.time_zone,
+    }
 
 
 class SqlBackend:
@@ -94,6 +153,16 @@ class SqlBackend:
             events = conn.execute(
                 sa.select(ob.c.payload).where(ob.c.organization_id == org).order_by(ob.c.id)
             ).all()
+            a, g = t.accesses, c.alias("granter")
+            accesses = conn.execute(
+                sa.select(a, d.c.identifier, c.c.email, g.c.email.label("granter"))
+                .select_from(
+                    a.join(d, a.c.device_id == d.c.id)
+                    .join(c, a.c.customer_id == c.c.id)
+                    .outerjoin(g, a.c.granted_by_customer_id == g.c.id)
+                )
+                .where(a.c.organization_id == org)
+            ).all()
         return OrgState(
             devices={row.identifier: row.device_type for row in devices},
             customers={row.email: row.name for row in customers},
@@ -102,4 +171,19 @@ class SqlBackend:
             processed={row.request_id: row.result for row in processed},
             rejections=[row.result for row in rejections],
             events=[row.payload for row in events],
+            accesses={
+                row.id: access_values(
+                    row.identifier,
+                    row.email,
+                    row.granter,
+                    row,
+                    weekDays=row.week_days,
+                    startDate=row.start_date,
+                    endDate=row.end_date,
+                    dayStartTime=row.day_start_time,
+                    dayEndTime=row.day_end_time,
+                    timeZone=row.time_zone,
+                )
+                for row in accesses
+            },
         )

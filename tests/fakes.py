@@ -8,11 +8,12 @@ another unit of work until ``commit()``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from models.access import Access, AccessTerms
 from models.domain import Customer, Device, DomainEvent, name_from_email
 from models.ports import DeadLetterRecord, OutboxRecord, RejectionRecord, StoredResult
 
@@ -23,6 +24,7 @@ class State:
     devices: dict[tuple[str, str], Device] = field(default_factory=dict)
     customers: dict[tuple[str, str], Customer] = field(default_factory=dict)
     owners: list[tuple[int, int]] = field(default_factory=list)  # (device_id, customer_id)
+    accesses: dict[int, Access] = field(default_factory=dict)
     processed: dict[tuple[str, str], StoredResult] = field(default_factory=dict)
     rejections: list[RejectionRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
@@ -92,6 +94,9 @@ class FakeCustomers(_Repo):
             for e in emails
         ]
 
+    def find(self, organization_id: str, email: str) -> Customer | None:
+        return self.s.customers.get((organization_id, email))
+
 
 class FakeOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
@@ -105,6 +110,68 @@ class FakeOwners(_Repo):
     def of(self, device_id: int) -> list[Customer]:
         by_id = {c.id: c for c in self.s.customers.values()}
         return [by_id[cid] for did, cid in self.s.owners if did == device_id]
+
+
+class FakeAccesses(_Repo):
+    """Keeps the tables' invariant: at most one open access per user and device."""
+
+    def get(self, organization_id: str, access_id: int) -> Access | None:
+        access = self.s.accesses.get(access_id)
+        return access if access and access.organization_id == organization_id else None
+
+    def open_for(self, device_id: int, customer_id: int) -> Access | None:
+        for access in self.s.accesses.values():
+            mine = (access.device_id, access.customer_id) == (device_id, customer_id)
+            if mine and access.closed_at is None:
+                return access
+        return None
+
+    def latest_for(self, device_id: int, customer_id: int) -> Access | None:
+        mine = [
+            a
+            for a in self.s.accesses.values()
+            if (a.device_id, a.customer_id) == (device_id, customer_id)
+        ]
+        return min(mine, key=lambda a: (a.closed_at is not None, -a.id), default=None)
+
+    def add(
+        self,
+        organization_id: str,
+        device_id: int,
+        customer_id: int,
+        terms: AccessTerms,
+        *,
+        granted_by_customer_id: int | None,
+    ) -> Access | None:
+        if self.open_for(device_id, customer_id) is not None:
+            return None
+        user = next(c for c in self.s.customers.values() if c.id == customer_id)
+        access = Access(
+            id=self.s.new_id(),
+            organization_id=organization_id,
+            device_id=device_id,
+            customer_id=customer_id,
+            user_email=user.email,
+            user_name=user.name,
+            terms=terms,
+            granted_by_customer_id=granted_by_customer_id,
+            created_at=self.uow.now,
+            updated_at=self.uow.now,
+        )
+        self.s.accesses[access.id] = access
+        return access
+
+    def update(self, access_id: int, terms: AccessTerms) -> Access:
+        access = replace(self.s.accesses[access_id], terms=terms, updated_at=self.uow.now)
+        self.s.accesses[access_id] = access
+        return access
+
+    def close(self, access_id: int, *, revoke: bool) -> Access:
+        access = replace(self.s.accesses[access_id], closed_at=self.uow.now)
+        if revoke:
+            access = replace(access, revoked_at=self.uow.now)
+        self.s.accesses[access_id] = access
+        return access
 
 
 class FakeProcessed(_Repo):
@@ -152,6 +219,7 @@ class FakeUnitOfWork:
         self.devices = FakeDevices(self)
         self.customers = FakeCustomers(self)
         self.owners = FakeOwners(self)
+        self.accesses = FakeAccesses(self)
         self.commands = FakeProcessed(self)
         self.rejections = FakeRejections(self)
         self.outbox = FakeOutbox(self)
