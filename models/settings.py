@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models import constants as c
@@ -40,6 +40,24 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=60.0, gt=0)
     polling_interval_s: float = Field(default=0.05, gt=0, description="filesystem broker poll")
     log_level: str = "INFO"
+
+    # Signed commands (SPEC section 8).
+    require_signatures: bool | None = Field(
+        default=None,
+        description="refuse unsigned commands; default on, off in the embedded default",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="seals signing secrets at rest; default for SQLite: HOME/master.key",
+    )
+    key_id: str | None = Field(default=None, description="signing key producers sign with")
+    key_secret: SecretStr | None = Field(default=None, description="its secret")
+
+    @property
+    def signatures_required(self) -> bool:
+        if self.require_signatures is not None:
+            return self.require_signatures
+        return not self.embedded
 
     @property
     def embedded(self) -> bool:
