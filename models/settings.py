@@ -75,6 +75,12 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://localhost/"
 
     @property
+    def broker_transport(self) -> str | None:
+        """kombu transport class to use for the broker URL (None: the URL's own). The
+        embedded default's is safe for several processes (models/filesystem_broker.py)."""
+        return "models.filesystem_broker:Transport" if self.embedded else None
+
+    @property
     def broker_folder(self) -> Path:
         return (self.home / "broker").resolve()
 

@@ -86,13 +86,16 @@ class Client:
         *,
         organization: str = c.LOCAL_ORGANIZATION,
         signing_key: SigningKey | None = None,
+        transport: str | None = None,
         transport_options: dict[str, Any] | None = None,
         queue: str = c.COMMANDS_QUEUE,
     ) -> None:
         self.organization = organization
         self.signing_key = signing_key
         self._queue = commands_queue(queue)
-        self._connection = Connection(broker_url, transport_options=transport_options or {})
+        self._connection = Connection(
+            broker_url, transport=transport, transport_options=transport_options or {}
+        )
         self._producer: Any = None
         self._reply_queue: Queue | None = None
         self._replies: defaultdict[str, list[Reply]] = defaultdict(list)
@@ -114,6 +117,7 @@ class Client:
             settings.resolved_broker_url,
             organization=organization,
             signing_key=signing_key or signing_key_from(settings, organization),
+            transport=settings.broker_transport,
             transport_options=settings.broker_transport_options(),
             queue=settings.commands_queue,
         )
