@@ -48,7 +48,8 @@ def inspect_message(message: Any) -> str | None:
     if message.content_type != "application/json":
         return f"content type {message.content_type!r:.100} not accepted; application/json expected"
     try:
-        decoded = json.loads(body)
+        # UTF-8 as the worker will read it (json.loads would also guess UTF-16 and UTF-32)
+        decoded = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         return f"body is not JSON: {exc}"
     except RecursionError:
@@ -96,6 +97,26 @@ def kept_body(body: Any) -> tuple[str, dict[str, Any]]:
     return redact_text(body_text(body)), notes
 
 
+def bury_message(uow_factory: Any, message: Any, reason: str) -> int:
+    """Store ``message`` as a dead letter with ``reason``; raises if the store is unreachable."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    body, notes = kept_body(message.body)
+    return bury(
+        uow_factory,
+        body=body,
+        reason=reason,
+        message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
+        task=headers.get("task") if isinstance(headers.get("task"), str) else None,
+        headers={
+            "headers": headers,
+            "properties": dict(message.properties or {}),
+            "content_type": message.content_type,
+            **notes,
+        },
+        attempts=1,
+    )
+
+
 def refuse_compressed_messages() -> None:
     """Make kombu refuse to unpack compressed bodies in this process: a small compressed
     message can unpack to gigabytes before any size check sees it. Such a message then
@@ -135,23 +156,8 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
         self._bury(message, f"invalid task message: {exc}")
 
     def _bury(self, message: Any, reason: str) -> None:
-        headers = message.headers if isinstance(message.headers, dict) else {}
-        body, notes = kept_body(message.body)
         try:
-            bury(
-                self.app.custody_runtime.uow,
-                body=body,
-                reason=reason,
-                message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
-                task=headers.get("task") if isinstance(headers.get("task"), str) else None,
-                headers={
-                    "headers": headers,
-                    "properties": dict(message.properties or {}),
-                    "content_type": message.content_type,
-                    **notes,
-                },
-                attempts=1,
-            )
+            bury_message(self.app.custody_runtime.uow, message, reason)
         except Exception:
             # Not acknowledged: the broker hands it out again later (visibility timeout).
             log.exception("could not store a dead letter; message left unacknowledged")

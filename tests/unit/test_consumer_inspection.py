@@ -143,3 +143,9 @@ def test_a_worker_refuses_to_unpack_compressed_messages():
         assert message.errors and len(message.body) == len(bomb)
     finally:
         compression._decoders.update(decoders)
+
+
+def test_a_body_in_another_unicode_encoding_is_refused_as_the_worker_could_not_read_it():
+    body = json.dumps([[{"a": 1}], {}, {}]).encode("utf-16")
+    problem = inspect_message(Message(body=body, headers=good().headers))
+    assert problem is not None and "not JSON" in problem
