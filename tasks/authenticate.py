@@ -32,15 +32,17 @@ class Authenticator:
 
     def check(
         self, uow: UnitOfWork, *, organization_id: str, signature: Any, signed: bytes
-    ) -> None:
-        """Pass, or raise ``Rejected`` 401 saying why; ``signed`` is the canonical JSON."""
+    ) -> bool:
+        """True when a signature of the organization was verified (which also proves that
+        the organization exists), False for an unsigned command where signatures are
+        optional; otherwise ``Rejected`` 401 saying why. ``signed`` is the canonical JSON."""
         if signature is None:
             if self.required:
                 raise Rejected.unauthorized(
                     "signature: required; sign the command with a key of its organization "
                     "(HMAC-SHA256 of the canonical JSON without 'signature')"
                 )
-            return
+            return False
         parsed = parse_signature(signature)
         if parsed is None:
             raise Rejected.unauthorized(
@@ -59,6 +61,7 @@ class Authenticator:
                 "signature: value does not match the command "
                 "(HMAC-SHA256 of the canonical JSON without 'signature')"
             )
+        return True
 
     def _secret(self, record: SigningKeyRecord) -> str:
         cache_key = (record.key_id, record.secret_sealed)

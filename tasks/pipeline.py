@@ -118,12 +118,12 @@ def process(
     for _ in range(3):
         with uow_factory() as uow:
             try:
-                authenticator.check(
+                verified = authenticator.check(
                     uow, organization_id=org, signature=body.get(c.SIGNATURE_FIELD), signed=signed
                 )
             except Rejected as unauthenticated:
                 return reject_unbound(delivery, unauthenticated, uow_factory, uow=uow)
-            if not uow.organizations.exists(org):
+            if not verified and not uow.organizations.exists(org):  # a key implies its org
                 rejection = Rejected.unauthorized(f"organizationId: unknown organization {org!r}")
                 return reject_unbound(delivery, rejection, uow_factory, uow=uow)
             if request_id is None:
