@@ -73,6 +73,7 @@ def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: st
 
     settings = ctx.settings
     runtime = ctx.runtime()
+    runtime.authenticator  # noqa: B018  (no master key where signatures are required: stop now)
     runtime.close()  # forked children open their own connections
     app = create_app(settings, runtime)
     level = (loglevel or settings.log_level).upper()
@@ -139,6 +140,8 @@ def org_create(ctx: Context, organization: str, name: str | None) -> None:
         created = uow.organizations.add(organization, name or organization)
         uow.commit()
     click.echo(f"organization {organization!r} {'created' if created else 'already exists'}")
+    if created:
+        click.echo(f"give its producers a signing key: custody keys create {organization}")
 
 
 @cli.command()
@@ -216,13 +219,11 @@ def status(ctx: Context, request_id: str, organization: str | None, as_json: boo
 
 
 def _register_more() -> None:
-    from cli import demo, health
+    from cli import access, demo, health, keys
 
     cli.add_command(demo.demo)
     cli.add_command(health.health)
-
-    from cli import access
-
+    cli.add_command(keys.keys)
     for command in access.COMMANDS:
         cli.add_command(command)
 

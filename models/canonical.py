@@ -17,4 +17,9 @@ def canonical_json(command: dict[str, Any]) -> bytes:
 
 def command_hash(command: dict[str, Any]) -> str:
     """What makes two commands "the same" under one requestId."""
-    return hashlib.sha256(canonical_json(command)).hexdigest()
+    return digest_of(canonical_json(command))
+
+
+def digest_of(canonical: bytes) -> str:
+    """``command_hash`` of the command whose canonical JSON is ``canonical``."""
+    return hashlib.sha256(canonical).hexdigest()

@@ -43,3 +43,17 @@ MAX_TIME_ZONE_CHARS = 64  # an IANA time zone name (the longest in use has 32)
 MAX_DATETIME_CHARS = 64  # an ISO 8601 date, time of day or date-time, as text
 MAX_WEEK_DAYS_CHARS = 64  # weekDays given as names ("Monday, Tuesday")
 MAX_ACCESS_ID = 2**63 - 1  # accessId is a BIGINT
+
+# Bounds on the shape of a raw command, checked before the schema reads it (models/limits.py).
+MAX_JSON_DEPTH = 8  # nesting of objects and arrays; the command object itself is level 1
+MAX_JSON_VALUES = 100_000  # values of every kind in one command, all levels together
+MAX_JSON_ARRAY_ITEMS = MAX_BULK_ITEMS  # items of any one array
+MAX_JSON_OBJECT_KEYS = 64  # keys of any one object
+MAX_JSON_KEY_CHARS = 128  # characters of any one object key
+MAX_ERROR_MESSAGES = 50  # lines of errorMessages in one rejection; the rest are counted
+
+# Signed commands (SPEC section 8).
+SIGNATURE_FIELD = "signature"  # the command field that carries {"keyId", "value"}
+MAX_KEY_ID_CHARS = 64  # a signing key's public id
+MASTER_KEY_FILE = "master.key"  # under CUSTODY_HOME: the embedded default's master key
+LOCAL_KEY_FILE = "local-signing-key.json"  # under CUSTODY_HOME: the local organization's key

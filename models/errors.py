@@ -45,3 +45,8 @@ class Transient(CustodyError):
 
     The task adapter retries these with backoff; nothing else is retried.
     """
+
+
+class Misconfigured(CustodyError):
+    """Raised when the settings cannot work as given (a missing or malformed master key);
+    the process stops with the reason rather than run half-configured."""

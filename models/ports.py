@@ -59,6 +59,17 @@ class DeadLetterRecord:
     attempts: int
 
 
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    """An organization's signing key as stored: its secret sealed under the master key."""
+
+    key_id: str
+    organization_id: str
+    secret_sealed: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
 class Organizations(Protocol):
     def exists(self, organization_id: str) -> bool: ...
     def add(self, organization_id: str, name: str) -> bool:
@@ -144,7 +155,10 @@ class ProcessedCommands(Protocol):
 
 class Rejections(Protocol):
     def add(self, record: RejectionRecord) -> None: ...
-    def latest(self, organization_id: str | None, request_id: str) -> RejectionRecord | None: ...
+    def latest(self, organization_id: str | None, request_id: str) -> RejectionRecord | None:
+        """The newest rejection of ``request_id`` in that organization; with None, the newest
+        one recorded without an organization (never another organization's)."""
+        ...
 
 
 class Outbox(Protocol):
@@ -155,8 +169,27 @@ class DeadLetters(Protocol):
     def add(self, record: DeadLetterRecord) -> int: ...
 
 
+class SigningKeys(Protocol):
+    def get(self, key_id: str) -> SigningKeyRecord | None: ...
+    def of(self, organization_id: str) -> list[SigningKeyRecord]:
+        """Every key of the organization, revoked ones too, oldest first."""
+        ...
+
+    def every(self) -> list[SigningKeyRecord]:
+        """Every key of every organization (for resealing under a new master key)."""
+        ...
+
+    def add(self, record: SigningKeyRecord) -> None: ...
+    def revoke(self, key_id: str, at: datetime) -> bool:
+        """Mark the key revoked; False if it is unknown or was revoked already."""
+        ...
+
+    def reseal(self, key_id: str, secret_sealed: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     organizations: Organizations
+    signing_keys: SigningKeys
     devices: Devices
     customers: Customers
     owners: Owners

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models import constants as c
@@ -41,6 +41,24 @@ class Settings(BaseSettings):
     polling_interval_s: float = Field(default=0.05, gt=0, description="filesystem broker poll")
     log_level: str = "INFO"
 
+    # Signed commands (SPEC section 8).
+    require_signatures: bool | None = Field(
+        default=None,
+        description="refuse unsigned commands; default on, off in the embedded default",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="seals signing secrets at rest; default for SQLite: HOME/master.key",
+    )
+    key_id: str | None = Field(default=None, description="signing key producers sign with")
+    key_secret: SecretStr | None = Field(default=None, description="its secret")
+
+    @property
+    def signatures_required(self) -> bool:
+        if self.require_signatures is not None:
+            return self.require_signatures
+        return not self.embedded
+
     @property
     def embedded(self) -> bool:
         """True when the broker is the filesystem transport of the embedded default."""
@@ -55,6 +73,12 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://localhost/"
+
+    @property
+    def broker_transport(self) -> str | None:
+        """kombu transport class to use for the broker URL (None: the URL's own). The
+        embedded default's is safe for several processes (models/filesystem_broker.py)."""
+        return "models.filesystem_broker:Transport" if self.embedded else None
 
     @property
     def broker_folder(self) -> Path:

@@ -21,7 +21,13 @@ from models import tables as t
 from models.access import Access, AccessLevel, AccessTerms, Schedule
 from models.domain import Customer, Device, DomainEvent, name_from_email
 from models.errors import Transient
-from models.ports import DeadLetterRecord, OutboxRecord, RejectionRecord, StoredResult
+from models.ports import (
+    DeadLetterRecord,
+    OutboxRecord,
+    RejectionRecord,
+    SigningKeyRecord,
+    StoredResult,
+)
 
 # SQLSTATEs worth a retry: serialization failure, deadlock, lock timeout, admin shutdown,
 # cannot connect now, and the whole connection-exception class.
@@ -74,6 +80,57 @@ class SqlOrganizations(_Repo):
     def list(self) -> list[str]:
         query = sa.select(t.organizations.c.id).order_by(t.organizations.c.id)
         return list(self._conn.execute(query).scalars())
+
+
+def _signing_key(row: Any) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        key_id=row.id,
+        organization_id=row.organization_id,
+        secret_sealed=row.secret_encrypted,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlSigningKeys(_Repo):
+    """Read on every command (no cache of validity): a revocation counts at once."""
+
+    def get(self, key_id: str) -> SigningKeyRecord | None:
+        k = t.signing_keys
+        row = self._conn.execute(sa.select(k).where(k.c.id == key_id)).first()
+        return None if row is None else _signing_key(row)
+
+    def of(self, organization_id: str) -> list[SigningKeyRecord]:
+        k = t.signing_keys
+        query = sa.select(k).where(k.c.organization_id == organization_id).order_by(k.c.created_at)
+        return [_signing_key(row) for row in self._conn.execute(query)]
+
+    def every(self) -> list[SigningKeyRecord]:
+        k = t.signing_keys
+        query = sa.select(k).order_by(k.c.created_at, k.c.id)
+        return [_signing_key(row) for row in self._conn.execute(query)]
+
+    def add(self, record: SigningKeyRecord) -> None:
+        self._conn.execute(
+            sa.insert(t.signing_keys).values(
+                id=record.key_id,
+                organization_id=record.organization_id,
+                secret_encrypted=record.secret_sealed,
+                created_at=record.created_at,
+                revoked_at=record.revoked_at,
+            )
+        )
+
+    def revoke(self, key_id: str, at: datetime) -> bool:
+        k = t.signing_keys
+        stmt = sa.update(k).where(k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=at)
+        return bool(self._conn.execute(stmt).rowcount)
+
+    def reseal(self, key_id: str, secret_sealed: str) -> None:
+        k = t.signing_keys
+        self._conn.execute(
+            sa.update(k).where(k.c.id == key_id).values(secret_encrypted=secret_sealed)
+        )
 
 
 def _device(row: Any) -> Device:
@@ -366,7 +423,9 @@ class SqlRejections(_Repo):
     def latest(self, organization_id: str | None, request_id: str) -> RejectionRecord | None:
         r = t.rejections
         query = sa.select(r).where(r.c.request_id == request_id).order_by(r.c.id.desc()).limit(1)
-        if organization_id is not None:
+        if organization_id is None:
+            query = query.where(r.c.organization_id.is_(None))
+        else:
             query = query.where(r.c.organization_id == organization_id)
         row = self._conn.execute(query).first()
         if row is None:
@@ -407,6 +466,7 @@ class SqlUnitOfWork:
         self._clock = clock
         self.events: list[DomainEvent] = []
         self.organizations = SqlOrganizations(self)
+        self.signing_keys = SqlSigningKeys(self)
         self.devices = SqlDevices(self)
         self.customers = SqlCustomers(self)
         self.owners = SqlOwners(self)

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from models import constants as c
 from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
 from models.commands import AssignDevice, Command
-from models.errors import Rejected
+from models.errors import Misconfigured, Rejected
 from models.settings import Settings
+from models.signing import SigningKey, read_key_file, sign
 from models.topology import commands_queue
 from producers.envelope import new_id, task_message
 
@@ -79,31 +80,61 @@ def _wire_name(model: type[Command], name: Any) -> Any:
     return field.alias if field is not None and field.alias else name
 
 
+def signing_key_from(settings: Settings, organization: str) -> SigningKey | None:
+    """The key to sign with: ``CUSTODY_KEY_ID`` + ``CUSTODY_KEY_SECRET`` when set, else, for
+    the local organization of the embedded default, the key it keeps under CUSTODY_HOME."""
+    if (settings.key_id is None) != (settings.key_secret is None):
+        raise Misconfigured("set CUSTODY_KEY_ID and CUSTODY_KEY_SECRET together, or neither")
+    if settings.key_id is not None and settings.key_secret is not None:
+        return SigningKey(settings.key_id, settings.key_secret.get_secret_value())
+    local = read_key_file(settings.home / c.LOCAL_KEY_FILE)
+    if local is not None and local.organization_id == organization:
+        return local
+    return None
+
+
 class Client:
-    """Publishes commands on the commands queue as one organization."""
+    """Publishes commands on the commands queue as one organization, signed with
+    ``signing_key`` when one is given (required wherever signatures are)."""
 
     def __init__(
         self,
         broker_url: str,
         *,
         organization: str = c.LOCAL_ORGANIZATION,
+        signing_key: SigningKey | None = None,
+        transport: str | None = None,
         transport_options: dict[str, Any] | None = None,
         queue: str = c.COMMANDS_QUEUE,
     ) -> None:
         self.organization = organization
+        self.signing_key = signing_key
         self._queue = commands_queue(queue)
-        self._connection = Connection(broker_url, transport_options=transport_options or {})
+        self._connection = Connection(
+            broker_url, transport=transport, transport_options=transport_options or {}
+        )
         self._producer: Any = None
         self._reply_queue: Queue | None = None
         self._replies: defaultdict[str, list[Reply]] = defaultdict(list)
         self._consumer: Consumer | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, organization: str | None = None) -> Client:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        organization: str | None = None,
+        signing_key: SigningKey | None = None,
+    ) -> Client:
+        """A client as the settings describe it; it signs with ``signing_key``, else with
+        the key the settings name (``signing_key_from``)."""
         settings.prepare_home()
+        organization = organization or settings.organization
         return cls(
             settings.resolved_broker_url,
-            organization=organization or settings.organization,
+            organization=organization,
+            signing_key=signing_key or signing_key_from(settings, organization),
+            transport=settings.broker_transport,
             transport_options=settings.broker_transport_options(),
             queue=settings.commands_queue,
         )
@@ -249,12 +280,27 @@ class Client:
         return self.publish_raw(command.task_name, command.to_wire(), reply=reply)
 
     def publish_raw(
-        self, task: str, command: Any, *, reply: bool = False, message_id: str | None = None
+        self,
+        task: str,
+        command: Any,
+        *,
+        reply: bool = False,
+        message_id: str | None = None,
+        signed: bool = True,
     ) -> Receipt:
         """Publish any JSON value as the command of ``task``, unvalidated (tools and tests).
 
-        Reusing ``message_id`` publishes a true duplicate, as a broker redelivery would."""
+        An object without a ``signature`` is signed when the client has a key, unless
+        ``signed`` is False. Reusing ``message_id`` publishes a true duplicate, as a broker
+        redelivery would."""
         message_id = message_id or new_id()
+        if (
+            signed
+            and self.signing_key is not None
+            and isinstance(command, dict)
+            and c.SIGNATURE_FIELD not in command
+        ):
+            command = sign(command, self.signing_key)
         body, headers = task_message(task, command, message_id=message_id)
         properties: dict[str, Any] = {"correlation_id": message_id}
         if reply:

@@ -3,16 +3,19 @@ the delivery to the pipeline and maps the outcome to reply, retry or dead letter
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Protocol
 
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from models.constants import MAX_MESSAGE_BYTES
 from models.errors import Rejected, Transient
+from models.limits import storable_json
 from models.ports import UnitOfWork
 from models.results import Rejection
+from models.signing import redacted
+from tasks.authenticate import Authenticator
 from tasks.dead_letters import bury
 from tasks.pipeline import Delivery, Outcome, process, reject_unbound
 from tasks.registry import COMMANDS
@@ -25,6 +28,9 @@ class TaskRuntime(Protocol):
     """What the adapters need from the process they run in."""
 
     retry_policy: RetryPolicy
+
+    @property
+    def authenticator(self) -> Authenticator: ...
 
     def uow(self) -> UnitOfWork: ...
 
@@ -47,7 +53,7 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
         delivery = Delivery(task=name, message_id=str(self.request.id), command=command)
         retries = int(self.request.retries or 0)
         try:
-            outcome = process(delivery, runtime.uow)
+            outcome = process(delivery, runtime.uow, authenticator=runtime.authenticator)
         except Transient as exc:
             if not runtime.retry_policy.exhausted(retries):
                 delay = runtime.retry_policy.delay_s(retries)
@@ -69,7 +75,7 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
     try:
         bury(
             runtime.uow,
-            body=json.dumps(delivery.command, ensure_ascii=False),
+            body=storable_json(redacted(delivery.command), max_chars=MAX_MESSAGE_BYTES) or "",
             reason=reason,
             message_id=delivery.message_id,
             task=delivery.task,

@@ -6,17 +6,20 @@ Framework-free: the Celery adapter hands in a ``Delivery`` and maps the outcome.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from models.canonical import command_hash
+from models import constants as c
+from models.canonical import canonical_json, digest_of
 from models.errors import Rejected, Transient
 from models.events import to_cloud_event
+from models.limits import is_clean_text, shape_problems, storable_json
 from models.ports import OutboxRecord, RejectionRecord, StoredResult, UnitOfWork, UnitOfWorkFactory
 from models.results import Rejection
+from models.signing import redacted
+from tasks.authenticate import Authenticator
 from tasks.registry import COMMANDS
 
 MAX_STORED_BODY_CHARS = 65_536  # of a rejected command kept beside its rejection
@@ -57,54 +60,78 @@ class Outcome:
 def validation_messages(exc: ValidationError) -> list[str]:
     """One line per problem, naming the field as it is spelled on the wire."""
     lines = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[: c.MAX_ERROR_MESSAGES]:
         where = ".".join(str(part) for part in error["loc"]) or "command"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
         lines.append(f"{where}: {message}")
+    if len(errors) > c.MAX_ERROR_MESSAGES:
+        lines.append(f"… and {len(errors) - c.MAX_ERROR_MESSAGES} more problems")
     return lines
 
 
 def _key_part(body: Any, field: str, max_chars: int) -> str | None:
     value = body.get(field) if isinstance(body, dict) else None
-    if isinstance(value, str) and 0 < len(value) <= max_chars:
+    if isinstance(value, str) and 0 < len(value) <= max_chars and is_clean_text(value):
         return value
     return None
 
 
-def process(delivery: Delivery, uow_factory: UnitOfWorkFactory) -> Outcome:
+def _required(field: str, max_chars: int) -> str:
+    return f"{field}: required, a string of 1 to {max_chars} characters"
+
+
+_NO_CHECK = Authenticator(None, required=False)  # signatures neither required nor checkable
+
+
+def process(
+    delivery: Delivery,
+    uow_factory: UnitOfWorkFactory,
+    *,
+    authenticator: Authenticator = _NO_CHECK,
+) -> Outcome:
     """Apply one delivery exactly once per (organizationId, requestId).
 
-    Raises ``Transient`` for faults worth a retry; every other outcome is a result.
+    The order matters: the shape is bounded before anything reads the command, and the
+    signature is checked as soon as the organization is known, before the idempotency
+    record, the schema or a handler sees the command. Raises ``Transient`` for faults
+    worth a retry; every other outcome is a result.
     """
     spec = COMMANDS[delivery.task]
     body = delivery.command
-    org = _key_part(body, "organizationId", 64)
-    request_id = _key_part(body, "requestId", 255)
     if not isinstance(body, dict):
         problem = f"command: expected a JSON object, got {type(body).__name__}"
         return reject_unbound(delivery, Rejected.invalid(problem), uow_factory)
-    if org is None or request_id is None:
-        problems = [
-            f"{name}: required, a string of 1 to {n} characters"
-            for name, value, n in (("organizationId", org, 64), ("requestId", request_id, 255))
-            if value is None
-        ]
+    problems = shape_problems(body)
+    if problems:
         return reject_unbound(delivery, Rejected.invalid(*problems), uow_factory)
-    try:
-        digest = command_hash(body)
-    except ValueError as exc:  # NaN or Infinity: not JSON
-        return reject_unbound(delivery, Rejected.invalid(f"command: {exc}"), uow_factory)
+    org = _key_part(body, "organizationId", c.MAX_ORGANIZATION_ID_CHARS)
+    if org is None:
+        problem = _required("organizationId", c.MAX_ORGANIZATION_ID_CHARS)
+        return reject_unbound(delivery, Rejected.invalid(problem), uow_factory)
+    request_id = _key_part(body, "requestId", c.MAX_REQUEST_ID_CHARS)
+    signed = canonical_json(body)  # cannot fail: the shape check refused what JSON cannot hold
+    digest = digest_of(signed)
 
     for _ in range(3):
         with uow_factory() as uow:
-            if not uow.organizations.exists(org):
+            try:
+                verified = authenticator.check(
+                    uow, organization_id=org, signature=body.get(c.SIGNATURE_FIELD), signed=signed
+                )
+            except Rejected as unauthenticated:
+                return reject_unbound(delivery, unauthenticated, uow_factory, uow=uow)
+            if not verified and not uow.organizations.exists(org):  # a key implies its org
                 rejection = Rejected.unauthorized(f"organizationId: unknown organization {org!r}")
                 return reject_unbound(delivery, rejection, uow_factory, uow=uow)
+            if request_id is None:
+                problem = _required("requestId", c.MAX_REQUEST_ID_CHARS)
+                return reject_unbound(delivery, Rejected.invalid(problem), uow_factory, uow=uow)
             stored = uow.commands.get(org, request_id)
             if stored is not None:
-                if stored.command_hash == digest:
+                if stored.command_hash == digest and stored.task == delivery.task:
                     return Outcome(stored.result, org, request_id, replayed=True)
                 rejection = Rejected.conflict(
                     "IDEMPOTENCY_CONFLICT",
@@ -192,15 +219,12 @@ def reject_unbound(
 ) -> Outcome:
     """Record a rejection that must not take the idempotency key, and answer it."""
     body = delivery.command
-    org = _key_part(body, "organizationId", 64)
-    request_id = _key_part(body, "requestId", 255)
+    org = _key_part(body, "organizationId", c.MAX_ORGANIZATION_ID_CHARS)
+    request_id = _key_part(body, "requestId", c.MAX_REQUEST_ID_CHARS)
     result = Rejection.of(rejection).to_wire()
-    try:
-        text = json.dumps(body, ensure_ascii=False)[:MAX_STORED_BODY_CHARS]
-    except ValueError:
-        text = repr(body)[:MAX_STORED_BODY_CHARS]
+    text = storable_json(redacted(body), max_chars=MAX_STORED_BODY_CHARS)
     record = RejectionRecord(
-        message_id=delivery.message_id,
+        message_id=delivery.message_id[:255],
         organization_id=org,
         request_id=request_id,
         task=delivery.task,

@@ -10,8 +10,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models import tables as t
+from models.keystore import MasterKey
+from models.signing import SigningKey
 from models.store import SqlUnitOfWork
+from tasks.authenticate import Authenticator
+from tasks.keys import create_key
 from tests.fakes import FakeDatabase
+
+# Seals the signing keys tests create; a real worker of the test stack gets it too.
+TEST_MASTER_KEY = MasterKey.generate_text()
 
 
 @dataclass
@@ -58,10 +65,33 @@ def new_org_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-class FakeBackend:
+class _Keys:
+    """Every new organization gets a signing key; ``key_for`` hands it to producers."""
+
+    def __init__(self, master_key: MasterKey) -> None:
+        self.master_key = master_key
+        self.authenticator = Authenticator(master_key, required=False)
+        self.keys: dict[str, SigningKey] = {}
+
+    def key_for(self, org: str) -> SigningKey | None:
+        return self.keys.get(org)
+
+    def new_key(self, org: str) -> SigningKey:
+        """Another active key of ``org`` (as a rotation makes), not the one ``key_for`` gives."""
+        with self.uow() as uow:
+            key = create_key(uow, self.master_key, org)
+            uow.commit()
+        return key
+
+    def _first_key(self, org: str) -> None:
+        self.keys[org] = self.new_key(org)
+
+
+class FakeBackend(_Keys):
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, master_key: MasterKey | None = None) -> None:
+        super().__init__(master_key or MasterKey.from_text(TEST_MASTER_KEY))
         self.db = FakeDatabase()
 
     def uow(self) -> Any:
@@ -70,6 +100,7 @@ class FakeBackend:
     def new_org(self) -> str:
         org = new_org_id()
         self.db.state.organizations[org] = org
+        self._first_key(org)
         return org
 
     def state(self, org: str) -> OrgState:
@@ -120,8 +151,9 @@ def _schedule(schedule: Any) -> dict[str, Any]:
     }
 
 
-class SqlBackend:
-    def __init__(self, name: str, engine: Engine) -> None:
+class SqlBackend(_Keys):
+    def __init__(self, name: str, engine: Engine, master_key: MasterKey | None = None) -> None:
+        super().__init__(master_key or MasterKey.from_text(TEST_MASTER_KEY))
         self.name = name
         self.engine = engine
 
@@ -133,6 +165,7 @@ class SqlBackend:
         with self.uow() as uow:
             uow.organizations.add(org, org)
             uow.commit()
+        self._first_key(org)
         return org
 
     def state(self, org: str) -> OrgState:

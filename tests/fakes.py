@@ -15,12 +15,19 @@ from typing import Any, Self
 
 from models.access import Access, AccessTerms
 from models.domain import Customer, Device, DomainEvent, name_from_email
-from models.ports import DeadLetterRecord, OutboxRecord, RejectionRecord, StoredResult
+from models.ports import (
+    DeadLetterRecord,
+    OutboxRecord,
+    RejectionRecord,
+    SigningKeyRecord,
+    StoredResult,
+)
 
 
 @dataclass
 class State:
     organizations: dict[str, str] = field(default_factory=dict)
+    signing_keys: dict[str, SigningKeyRecord] = field(default_factory=dict)
     devices: dict[tuple[str, str], Device] = field(default_factory=dict)
     customers: dict[tuple[str, str], Customer] = field(default_factory=dict)
     owners: list[tuple[int, int]] = field(default_factory=list)  # (device_id, customer_id)
@@ -63,6 +70,36 @@ class FakeOrganizations(_Repo):
             return False
         self.s.organizations[organization_id] = name
         return True
+
+
+class FakeSigningKeys(_Repo):
+    def get(self, key_id: str) -> SigningKeyRecord | None:
+        return self.s.signing_keys.get(key_id)
+
+    def of(self, organization_id: str) -> list[SigningKeyRecord]:
+        keys = [k for k in self.s.signing_keys.values() if k.organization_id == organization_id]
+        return sorted(keys, key=lambda k: k.created_at)
+
+    def every(self) -> list[SigningKeyRecord]:
+        return sorted(self.s.signing_keys.values(), key=lambda k: (k.created_at, k.key_id))
+
+    def add(self, record: SigningKeyRecord) -> None:
+        if record.organization_id not in self.s.organizations:
+            raise LookupError(f"no organization {record.organization_id!r}")  # the foreign key
+        if record.key_id in self.s.signing_keys:
+            raise LookupError(f"key {record.key_id!r} exists")  # the primary key
+        self.s.signing_keys[record.key_id] = record
+
+    def revoke(self, key_id: str, at: datetime) -> bool:
+        record = self.s.signing_keys.get(key_id)
+        if record is None or record.revoked_at is not None:
+            return False
+        self.s.signing_keys[key_id] = replace(record, revoked_at=at)
+        return True
+
+    def reseal(self, key_id: str, secret_sealed: str) -> None:
+        record = self.s.signing_keys[key_id]
+        self.s.signing_keys[key_id] = replace(record, secret_sealed=secret_sealed)
 
 
 class FakeDevices(_Repo):
@@ -192,10 +229,7 @@ class FakeRejections(_Repo):
 
     def latest(self, organization_id: str | None, request_id: str) -> RejectionRecord | None:
         for record in reversed(self.s.rejections):
-            if record.request_id == request_id and organization_id in (
-                None,
-                record.organization_id,
-            ):
+            if record.request_id == request_id and record.organization_id == organization_id:
                 return record
         return None
 
@@ -216,6 +250,7 @@ class FakeUnitOfWork:
         self.db = db
         self.events: list[DomainEvent] = []
         self.organizations = FakeOrganizations(self)
+        self.signing_keys = FakeSigningKeys(self)
         self.devices = FakeDevices(self)
         self.customers = FakeCustomers(self)
         self.owners = FakeOwners(self)

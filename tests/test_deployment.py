@@ -48,6 +48,12 @@ def test_the_services_use_the_documented_settings():
     assert env["CUSTODY_BROKER_URL"].startswith("redis://")
 
 
+def test_the_master_key_comes_from_the_environment_and_is_required():
+    env = compose()["x-custody-env"]
+    assert env["CUSTODY_MASTER_KEY"].startswith("${CUSTODY_MASTER_KEY:?")
+    assert "CUSTODY_REQUIRE_SIGNATURES" not in env  # production default: required
+
+
 def test_the_image_copies_every_package():
     dockerfile = (REPO / "Dockerfile").read_text()
     for package in ("models", "tasks", "worker", "producers", "subscribers", "cli"):

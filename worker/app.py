@@ -10,6 +10,7 @@ from celery.signals import worker_process_init
 from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
+from worker.consumer import refuse_compressed_messages
 from worker.runtime import Runtime
 
 
@@ -18,6 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue = commands_queue(settings.commands_queue)
     return {
         "broker_url": settings.resolved_broker_url,
+        "broker_transport": settings.broker_transport,
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_protocol": 2,
@@ -48,6 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     runtime = runtime or Runtime(settings)
+    refuse_compressed_messages()
     app = Celery("custody", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.custody_runtime = runtime  # type: ignore[attr-defined]

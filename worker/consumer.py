@@ -5,18 +5,25 @@ and none loops."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from typing import Any
 
 from celery.worker.consumer import Consumer
+from kombu import compression
 from vine import promise
 
 from models.constants import MAX_MESSAGE_BYTES
+from models.limits import is_clean_text
+from models.signing import redact_text
 from tasks.dead_letters import bury
 from tasks.registry import COMMANDS
 
 log = logging.getLogger("custody.worker")
+
+MAX_MESSAGE_ID_CHARS = 255  # the column that keeps it
+MAX_KEPT_OVERSIZED_BYTES = 65_536  # of an oversized message's body, kept in its dead letter
 
 
 def inspect_message(message: Any) -> str | None:
@@ -24,21 +31,29 @@ def inspect_message(message: Any) -> str | None:
     body = message.body
     size = len(body) if isinstance(body, bytes | str) else 0
     if size > MAX_MESSAGE_BYTES:
-        return f"message too large: {size} bytes, at most {MAX_MESSAGE_BYTES}"
+        return f"message too large: {size} bytes, at most {MAX_MESSAGE_BYTES} (limit on size)"
     headers = message.headers
     if not isinstance(headers, dict) or not isinstance(headers.get("task"), str):
         return "not a task message: no 'task' header (Celery task protocol 2 expected)"
-    if not isinstance(headers.get("id"), str):
+    message_id = headers.get("id")
+    if not isinstance(message_id, str):
         return "not a task message: no 'id' header"
+    if not 0 < len(message_id) <= MAX_MESSAGE_ID_CHARS or not is_clean_text(message_id):
+        return f"'id' header: a text of 1 to {MAX_MESSAGE_ID_CHARS} characters expected"
     task = headers["task"]
     if task not in COMMANDS:
-        return f"unknown task {task!r}; known: {', '.join(sorted(COMMANDS))}"
+        return f"unknown task {task!r:.300}; known: {', '.join(sorted(COMMANDS))}"
+    if headers.get("compression") is not None:
+        return "compressed messages are not accepted (their size is unknown until unpacked)"
     if message.content_type != "application/json":
-        return f"content type {message.content_type!r} not accepted; application/json expected"
+        return f"content type {message.content_type!r:.100} not accepted; application/json expected"
     try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # UTF-8 as the worker will read it (json.loads would also guess UTF-16 and UTF-32)
+        decoded = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         return f"body is not JSON: {exc}"
+    except RecursionError:
+        return "body is not JSON this worker can read: nested too deeply"
     if not (
         isinstance(decoded, list)
         and len(decoded) == 3
@@ -52,15 +67,67 @@ def inspect_message(message: Any) -> str | None:
 
 
 def body_text(body: Any) -> str:
-    """The raw body as text, kept losslessly: UTF-8 as is, anything else as base64."""
+    """The raw body as text, kept losslessly: UTF-8 as is, anything else (or text with NUL,
+    which a text column refuses) as base64."""
     if isinstance(body, str):
-        return body
+        body = body.encode("utf-8", "surrogatepass")
     if isinstance(body, bytes):
         try:
-            return body.decode("utf-8")
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return "base64:" + base64.b64encode(body).decode("ascii")
+            text = None
+        if text is not None and "\x00" not in text:
+            return text
+        return "base64:" + base64.b64encode(body).decode("ascii")
     return repr(body)
+
+
+def kept_body(body: Any) -> tuple[str, dict[str, Any]]:
+    """What a dead letter keeps of a body, and notes on it: the body whole, its signature
+    values redacted; of an oversized body only the start, its size and digest."""
+    notes: dict[str, Any] = {}
+    if isinstance(body, bytes | str) and len(body) > MAX_MESSAGE_BYTES:
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+        notes = {
+            "truncated": True,
+            "size_bytes": len(raw),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        body = raw[:MAX_KEPT_OVERSIZED_BYTES]
+    return redact_text(body_text(body)), notes
+
+
+def bury_message(uow_factory: Any, message: Any, reason: str) -> int:
+    """Store ``message`` as a dead letter with ``reason``; raises if the store is unreachable."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    body, notes = kept_body(message.body)
+    return bury(
+        uow_factory,
+        body=body,
+        reason=reason,
+        message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
+        task=headers.get("task") if isinstance(headers.get("task"), str) else None,
+        headers={
+            "headers": headers,
+            "properties": dict(message.properties or {}),
+            "content_type": message.content_type,
+            **notes,
+        },
+        attempts=1,
+    )
+
+
+def refuse_compressed_messages() -> None:
+    """Make kombu refuse to unpack compressed bodies in this process: a small compressed
+    message can unpack to gigabytes before any size check sees it. Such a message then
+    fails to decode and goes to the dead-letter store."""
+    for content_type in compression.encoders():
+        encoder, _ = compression.get_encoder(content_type)
+        compression.register(encoder, _refuse_compressed, content_type)
+
+
+def _refuse_compressed(body: bytes) -> bytes:
+    raise ValueError("compressed messages are not accepted (their size is unknown until unpacked)")
 
 
 class CustodyConsumer(Consumer):  # type: ignore[misc]
@@ -89,21 +156,8 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
         self._bury(message, f"invalid task message: {exc}")
 
     def _bury(self, message: Any, reason: str) -> None:
-        headers = message.headers if isinstance(message.headers, dict) else {}
         try:
-            bury(
-                self.app.custody_runtime.uow,
-                body=body_text(message.body),
-                reason=reason,
-                message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
-                task=headers.get("task") if isinstance(headers.get("task"), str) else None,
-                headers={
-                    "headers": headers,
-                    "properties": dict(message.properties or {}),
-                    "content_type": message.content_type,
-                },
-                attempts=1,
-            )
+            bury_message(self.app.custody_runtime.uow, message, reason)
         except Exception:
             # Not acknowledged: the broker hands it out again later (visibility timeout).
             log.exception("could not store a dead letter; message left unacknowledged")

@@ -6,9 +6,13 @@ from sqlalchemy.engine import Engine
 
 from models import constants as c
 from models.database import create_engine
+from models.errors import Misconfigured
+from models.keystore import MasterKey, load_master_key
 from models.migrations import upgrade
 from models.settings import Settings
 from models.store import SqlUnitOfWork
+from tasks.authenticate import Authenticator
+from tasks.keys import ensure_local_key
 from tasks.retry import RetryPolicy
 
 
@@ -21,12 +25,39 @@ class Runtime:
             max_s=settings.retry_backoff_max_s,
         )
         self._engine: Engine | None = None
+        self._master_key: MasterKey | None = None
+        self._authenticator: Authenticator | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = create_engine(self.settings.resolved_database_url)
         return self._engine
+
+    @property
+    def master_key(self) -> MasterKey:
+        """The master key that seals signing secrets; ``Misconfigured`` if there is none."""
+        master_key = self._load_master_key()
+        if master_key is None:
+            raise Misconfigured(
+                "no master key: set CUSTODY_MASTER_KEY (make one with `custody keys master-key`)"
+            )
+        return master_key
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """Checks signatures. Where they are required, there is no authenticator (and no
+        worker) without the master key that opens them."""
+        if self._authenticator is None:
+            required = self.settings.signatures_required
+            master_key = self.master_key if required else self._load_master_key()
+            self._authenticator = Authenticator(master_key, required=required)
+        return self._authenticator
+
+    def _load_master_key(self) -> MasterKey | None:
+        if self._master_key is None:
+            self._master_key = load_master_key(self.settings)
+        return self._master_key
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
@@ -42,10 +73,13 @@ class Runtime:
             self._engine = None
 
     def prepare_embedded(self) -> None:
-        """The embedded default works from nothing: folders, schema, the local organization."""
+        """The embedded default works from nothing: folders, schema, the local organization
+        and its signing key (kept under CUSTODY_HOME for the CLI on this machine)."""
         self.settings.prepare_home()
         if self.engine.dialect.name == "sqlite":
             upgrade(self.engine)
             with self.uow() as uow:
                 uow.organizations.add(c.LOCAL_ORGANIZATION, "Local organization")
                 uow.commit()
+            with self.uow() as uow:
+                ensure_local_key(uow, self.master_key, self.settings.home)

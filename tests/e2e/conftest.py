@@ -14,7 +14,7 @@ import pytest
 
 from models.settings import Settings
 from producers.client import Client
-from tests.backends import SqlBackend
+from tests.backends import TEST_MASTER_KEY, SqlBackend
 from worker.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,22 @@ class Stack:
     log: Path
 
     def client(self, organization: str) -> Client:
-        return Client.from_settings(self.settings, organization=organization)
+        """A producer of ``organization``, signing with its key (made by backend.new_org())."""
+        return Client.from_settings(
+            self.settings,
+            organization=organization,
+            signing_key=self.backend.key_for(organization),
+        )
+
+    def cli_env(self, organization: str) -> dict[str, str]:
+        """The environment of a ``custody`` command run as ``organization``, with its key."""
+        key = self.backend.key_for(organization)
+        return {
+            **self.env,
+            "CUSTODY_ORGANIZATION": organization,
+            "CUSTODY_KEY_ID": key.key_id,
+            "CUSTODY_KEY_SECRET": key.secret,
+        }
 
     def worker_log(self) -> str:
         return self.log.read_text(errors="replace")
@@ -62,6 +77,10 @@ def stack_env(settings: Settings) -> dict[str, str]:
         env["CUSTODY_DATABASE_URL"] = settings.database_url
     if settings.broker_url:
         env["CUSTODY_BROKER_URL"] = settings.broker_url
+    if settings.master_key:
+        env["CUSTODY_MASTER_KEY"] = settings.master_key.get_secret_value()
+    if settings.require_signatures is not None:
+        env["CUSTODY_REQUIRE_SIGNATURES"] = "1" if settings.require_signatures else "0"
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -100,13 +119,15 @@ def stack(
             home=home,
             database_url=request.getfixturevalue("postgres_url"),
             broker_url=request.getfixturevalue("redis_url"),
+            master_key=TEST_MASTER_KEY,
+            require_signatures=True,  # as in production
         )
     runtime = Runtime(settings)
     runtime.prepare_embedded()
     stack = Stack(
         request.param,
         settings,
-        SqlBackend(request.param, runtime.engine),
+        SqlBackend(request.param, runtime.engine, runtime.master_key),
         stack_env(settings),
         home / "worker.log",
     )

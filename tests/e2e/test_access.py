@@ -177,10 +177,10 @@ def test_the_seed_body_that_is_not_json_is_dead_lettered_and_the_worker_goes_on(
         assert client.grant_access("SN-1001", "x@example.com", granted_by=OWNER, wait=True).success
 
 
-def custody(stack, *args: str) -> subprocess.CompletedProcess[str]:
+def custody(stack, org: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
-        env=stack.env,
+        env=stack.cli_env(org),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -193,23 +193,23 @@ def test_the_command_line_grants_checks_and_revokes(stack):
     with stack.client(org) as client:
         owned_device(stack, client)
     granted = custody(
-        stack, "grant", "SN-1001", "kim@example.com", "--by", OWNER, "--weekdays", "sun",
+        stack, org, "grant", "SN-1001", "kim@example.com", "--by", OWNER, "--weekdays", "sun",
         "--from", "22:00", "--to", "06:00", "--tz", "Europe/Berlin", "-o", org, "--json",
     )  # fmt: skip
     assert granted.returncode == 0, granted.stderr
     access_id = json.loads(granted.stdout)["result"]["id"]
     monday_3am = custody(
-        stack, "access", "check", "SN-1001", "kim@example.com", "--at", "2024-01-08T02:00:00Z",
+        stack, org, "access", "check", "SN-1001", "kim@example.com", "--at", "2024-01-08T02:00:00Z",
         "-o", org,
     )  # fmt: skip
     assert monday_3am.returncode == 0
     assert monday_3am.stdout.startswith("allowed: ") and "opened on Sunday" in monday_3am.stdout
-    revoked = custody(stack, "revoke", "SN-1001", str(access_id), "--by", OWNER, "-o", org)
+    revoked = custody(stack, org, "revoke", "SN-1001", str(access_id), "--by", OWNER, "-o", org)
     assert revoked.returncode == 0 and revoked.stdout.startswith(f"revoked access {access_id}")
-    after = custody(stack, "access", "check", "SN-1001", "kim@example.com", "-o", org)
+    after = custody(stack, org, "access", "check", "SN-1001", "kim@example.com", "-o", org)
     assert after.returncode == 1 and "was revoked" in after.stdout
     refused = custody(
-        stack, "grant", "SN-1001", "kim@example.com", "--by", OWNER, "--weekdays", "0"
+        stack, org, "grant", "SN-1001", "kim@example.com", "--by", OWNER, "--weekdays", "0"
     )
     assert refused.returncode == 2
     assert "weekDays: must be a weekday mask" in refused.stderr

@@ -1,0 +1,108 @@
+"""The embedded default's broker: a message is read whole or kept aside, never half-read."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from kombu import Connection, Queue
+from kombu.utils.json import dumps
+
+from models.filesystem_broker import Transport
+from models.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    settings = Settings(home=tmp_path, broker_url=None, database_url=None)
+    settings.prepare_home()
+    return settings
+
+
+@pytest.fixture
+def connection(settings):
+    with Connection(
+        settings.resolved_broker_url,
+        transport=settings.broker_transport,
+        transport_options=settings.broker_transport_options(),
+    ) as conn:
+        yield conn
+
+
+def queue_folder(settings: Settings):
+    return settings.broker_folder / "queue"
+
+
+def kombu_payload(body: dict) -> bytes:
+    """A message file as kombu's filesystem transport writes it."""
+    return dumps(
+        {
+            "body": json.dumps(body),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {},
+            "properties": {"delivery_tag": str(uuid.uuid4()), "delivery_info": {}},
+        }
+    ).encode()
+
+
+def test_the_embedded_default_uses_this_transport(settings, connection):
+    assert connection.transport_cls == settings.broker_transport
+    assert isinstance(connection.transport, Transport)
+    assert Settings(broker_url="redis://r").broker_transport is None
+
+
+def test_a_published_message_appears_whole_and_is_read_back(settings, connection):
+    queue = Queue(f"q-{uuid.uuid4().hex}")
+    connection.Producer().publish(
+        {"n": 1}, routing_key=queue.name, declare=[queue], serializer="json"
+    )
+    files = list(queue_folder(settings).iterdir())
+    assert [f.name.endswith(f".{queue.name}.msg") for f in files] == [True]  # no temporary left
+    message = queue(connection.default_channel).get(no_ack=True)
+    assert message.decode() == {"n": 1}
+
+
+def test_a_message_still_being_written_by_another_process_is_read_once_it_is_whole(
+    settings, connection
+):
+    # Given a writer that created the file, holds its lock and has written only half
+    queue = Queue(f"q-{uuid.uuid4().hex}")
+    queue(connection.default_channel).declare()
+    payload = kombu_payload({"n": 2})
+    path = queue_folder(settings) / f"1_{uuid.uuid4()}.{queue.name}.msg"
+    writer = path.open("wb", buffering=0)
+    fcntl.flock(writer, fcntl.LOCK_EX)
+    writer.write(payload[:10])
+
+    def finish() -> None:
+        time.sleep(0.3)
+        writer.write(payload[10:])
+        fcntl.flock(writer, fcntl.LOCK_UN)
+        writer.close()
+
+    finishing = threading.Thread(target=finish)
+    finishing.start()
+    # When a reader takes it meanwhile
+    message = queue(connection.default_channel).get(no_ack=True)
+    finishing.join()
+    # Then it reads the whole message
+    assert message.decode() == {"n": 2}
+
+
+def test_a_file_that_is_not_a_message_is_kept_aside_and_the_next_message_is_read(
+    settings, connection
+):
+    queue = Queue(f"q-{uuid.uuid4().hex}")
+    queue(connection.default_channel).declare()
+    broken = queue_folder(settings) / f"1_{uuid.uuid4()}.{queue.name}.msg"
+    broken.write_bytes(b"{half a mess")
+    connection.Producer().publish({"n": 3}, routing_key=queue.name, serializer="json")
+    message = queue(connection.default_channel).get(no_ack=True)
+    assert message.decode() == {"n": 3}
+    kept = settings.broker_folder / "broken" / broken.name
+    assert kept.read_bytes() == b"{half a mess"
