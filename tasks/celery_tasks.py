@@ -1,22 +1,28 @@
 """Thin Celery adapters: one task per command name. Each parses nothing itself; it hands
-the delivery to the pipeline and maps the outcome to reply, retry or dead letter."""
+the delivery to the pipeline and maps the outcome to reply, retry or dead letter.
+
+No outcome loses the message: it is answered (and acknowledged), retried (a new message is
+published before this one is acknowledged), dead-lettered (stored before it is
+acknowledged), or left on the broker (rejected with requeue) when none of that is possible.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from models.errors import Rejected, Transient
 from models.ports import UnitOfWork
 from models.results import Rejection
-from tasks.dead_letters import bury
-from tasks.pipeline import Delivery, Outcome, process, reject_unbound
+from tasks.dead_letters import BODY_COMMAND, bury
+from tasks.pipeline import Delivery, Outcome, process, unbound_rejection
 from tasks.registry import COMMANDS
-from tasks.retry import RetryPolicy
+from tasks.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("custody.tasks")
 
@@ -24,9 +30,14 @@ log = logging.getLogger("custody.tasks")
 class TaskRuntime(Protocol):
     """What the adapters need from the process they run in."""
 
-    retry_policy: RetryPolicy
+    retry_policy: RetryPolicy  # transient faults of a command
+    publish_policy: RetryPolicy  # a publish (retry message, reply) the broker refused
 
     def uow(self) -> UnitOfWork: ...
+
+
+class PublishFailed(Exception):
+    """Raised when the broker refused to take a message a worker publishes."""
 
 
 def register_tasks(app: Celery, runtime: TaskRuntime) -> None:
@@ -52,20 +63,46 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
             if not runtime.retry_policy.exhausted(retries):
                 delay = runtime.retry_policy.delay_s(retries)
                 log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
-                raise self.retry(exc=exc, countdown=delay, max_retries=None) from exc
-            outcome = _give_up(self, delivery, runtime, f"transient fault outlived retries: {exc}")
+                _retry_later(self, runtime, exc, delay)
+            outcome = _give_up(
+                self, delivery, runtime, f"transient fault outlived {retries} retries: {exc}"
+            )
+        except SoftTimeLimitExceeded:
+            limit = self.app.conf.task_soft_time_limit
+            outcome = _give_up(self, delivery, runtime, f"time limit: not done within {limit}s")
         except Exception as exc:  # a defect must not loop: keep the message, answer 500
             log.exception("unexpected error processing %s", delivery.message_id)
             outcome = _give_up(self, delivery, runtime, f"internal error: {exc!r}")
         _log(outcome, name)
-        _reply(self, outcome)
+        _reply(self, runtime, outcome)
 
     del run
 
 
+def _retry_later(task: Task, runtime: TaskRuntime, exc: Exception, delay_s: float) -> NoReturn:
+    """Publish the retry, then let Celery acknowledge this message. A broker that refuses
+    the retry (after the publish policy's own retries) gets this message back instead."""
+
+    def publish() -> Any:
+        try:
+            return task.retry(exc=exc, countdown=delay_s, max_retries=None, throw=False)
+        except Reject as refused:  # what Celery raises when the retry could not be sent
+            raise PublishFailed(str(refused.reason)) from refused
+
+    try:
+        retry = call_with_retries(
+            publish, policy=runtime.publish_policy, retry_on=(PublishFailed,), what="retry publish"
+        )
+    except PublishFailed as failed:
+        log.error("cannot publish a retry (%s); message left on the broker", failed)
+        raise Reject(f"retry not published: {failed}", requeue=True) from exc
+    raise retry
+
+
 def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) -> Outcome:
-    """Dead-letter the command with its payload and answer 500 INTERNAL."""
+    """Dead-letter the command with its payload and answer 500 INTERNAL, in one transaction."""
     retries = int(task.request.retries or 0)
+    record, outcome = unbound_rejection(delivery, Rejected(500, "INTERNAL", reason))
     try:
         bury(
             runtime.uow,
@@ -73,17 +110,22 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
             reason=reason,
             message_id=delivery.message_id,
             task=delivery.task,
-            headers={"retries": retries, "reply_to": task.request.reply_to},
+            headers={
+                "body_format": BODY_COMMAND,
+                "retries": retries,
+                "reply_to": task.request.reply_to,
+                "correlation_id": task.request.correlation_id,
+            },
             attempts=retries + 1,
+            rejection=record,
         )
-        return reject_unbound(delivery, Rejected(500, "INTERNAL", reason), runtime.uow)
     except Transient as exc:
-        # The store itself is unreachable: keep the message where it is and try later.
-        delay = runtime.retry_policy.max_s
-        log.error("cannot store dead letter (%s); message kept, retry in %.0fs", exc, delay)
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+        # The store itself is unreachable: keep the message and try again later.
+        log.error("cannot store dead letter (%s); message kept", exc)
+        _retry_later(task, runtime, exc, runtime.retry_policy.max_s)
     except Exception as exc:
         raise Reject(f"cannot store dead letter: {exc!r}", requeue=True) from exc
+    return outcome
 
 
 def _log(outcome: Outcome, task: str) -> None:
@@ -109,12 +151,15 @@ def _log(outcome: Outcome, task: str) -> None:
         )
 
 
-def _reply(task: Task, outcome: Outcome) -> None:
-    """Send the result to the publisher's reply queue, if it asked for one."""
+def _reply(task: Task, runtime: TaskRuntime, outcome: Outcome) -> None:
+    """Send the result to the publisher's reply queue, if it asked for one. The result is
+    committed already: a reply that cannot be sent is logged, and ``custody status`` has it.
+    """
     reply_to = task.request.reply_to
     if not reply_to:
         return
-    try:
+
+    def publish() -> None:
         with task.app.producer_or_acquire() as producer:
             producer.publish(
                 outcome.reply(),
@@ -123,7 +168,11 @@ def _reply(task: Task, outcome: Outcome) -> None:
                 correlation_id=task.request.correlation_id or task.request.id,
                 serializer="json",
                 retry=True,
-                retry_policy={"max_retries": 3},
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )
-    except Exception:  # the result is committed; the publisher can ask for it by requestId
+
+    errors = (KombuOperationalError, OSError, *task.app.connection_for_write().connection_errors)
+    try:
+        call_with_retries(publish, policy=runtime.publish_policy, retry_on=errors, what="reply")
+    except Exception:
         log.warning("could not reply to %s for %s", reply_to, outcome.request_id, exc_info=True)

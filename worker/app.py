@@ -28,12 +28,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": queue.exchange.name,
         "task_default_routing_key": queue.routing_key,
         # Acknowledge after the transaction commits; a lost worker's message is redelivered.
+        # Back on the broker when the worker is lost or a command outruns the hard time limit
+        # (the soft limit dead-letters it first); the consumer counts such deliveries and
+        # dead-letters a message after settings.max_deliveries, so none loops forever.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_acks_on_failure_or_timeout": True,
+        "task_acks_on_timeout": False,
+        "task_acks_on_failure": True,
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": settings.task_time_limit_s * 0.9,
+        "task_soft_time_limit": settings.soft_time_limit_s,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Results travel in the database and on reply queues, not in a result backend.
         "task_ignore_result": True,

@@ -1,6 +1,11 @@
 """The worker's consumer: every message that cannot become a task call goes to the
 dead-letter store with its raw body and the reason, and is acknowledged; none is dropped
-and none loops."""
+and none loops.
+
+A message the broker hands out again (its worker was lost, or it outran the hard time
+limit) is counted: the consumer publishes a copy carrying the delivery count and
+acknowledges the original; past ``max_deliveries`` the message is dead-lettered instead.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,14 @@ from celery.worker.consumer import Consumer
 from vine import promise
 
 from models.constants import MAX_MESSAGE_BYTES
-from tasks.dead_letters import bury
+from models.topology import commands_queue
+from tasks.dead_letters import BODY_MESSAGE, bury
 from tasks.registry import COMMANDS
 
 log = logging.getLogger("custody.worker")
+
+# Message header counting the deliveries of a command that ended without an outcome.
+DELIVERIES_HEADER = "custody_deliveries"
 
 
 def inspect_message(message: Any) -> str | None:
@@ -63,15 +72,37 @@ def body_text(body: Any) -> str:
     return repr(body)
 
 
+def was_redelivered(message: Any) -> bool:
+    """Whether the broker handed this message out before (AMQP, Redis, filesystem)."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+    raw = getattr(message, "_raw", None)  # kombu's virtual transports mark the payload
+    return bool(
+        headers.get("redelivered")
+        or info.get("redelivered")
+        or (isinstance(raw, dict) and raw.get("redelivered"))
+    )
+
+
+def deliveries_so_far(message: Any) -> int:
+    """How many times this message was delivered before, by the count it carries."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    count = headers.get(DELIVERIES_HEADER)
+    return count if isinstance(count, int) and count >= 1 else 1
+
+
 class CustodyConsumer(Consumer):  # type: ignore[misc]
     def create_task_handler(self, promise: Any = promise) -> Any:
         handle = super().create_task_handler(promise)
 
         def on_task_received(message: Any) -> Any:
             problem = inspect_message(message)
-            if problem is None:
+            if problem is not None:
+                self._bury(message, problem)
+            elif was_redelivered(message):
+                self._count_redelivery(message)
+            else:
                 return handle(message)
-            self._bury(message, problem)
             return None
 
         return on_task_received
@@ -88,7 +119,54 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._bury(message, f"invalid task message: {exc}")
 
-    def _bury(self, message: Any, reason: str) -> None:
+    def _count_redelivery(self, message: Any) -> None:
+        """Send a redelivered message on with its delivery count, or dead-letter it."""
+        settings = self.app.custody_runtime.settings
+        deliveries = deliveries_so_far(message) + 1
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        if deliveries > settings.max_deliveries:
+            self._bury(
+                message,
+                f"delivered {deliveries - 1} times without an outcome (the worker was lost or "
+                "the hard time limit passed each time)",
+                attempts=deliveries - 1,
+            )
+            return
+        log.warning(
+            "message %s redelivered (delivery %d of at most %d)",
+            headers.get("id"),
+            deliveries,
+            settings.max_deliveries,
+        )
+        queue = commands_queue(settings.commands_queue)
+        properties = message.properties if isinstance(message.properties, dict) else {}
+        forwarded = {
+            k: properties[k] for k in ("correlation_id", "reply_to", "priority") if k in properties
+        }
+        try:
+            with self.app.producer_or_acquire() as producer:
+                producer.publish(
+                    message.body,
+                    exchange=queue.exchange,
+                    routing_key=queue.routing_key,
+                    headers={
+                        **{k: v for k, v in headers.items() if k != "redelivered"},
+                        DELIVERIES_HEADER: deliveries,
+                    },
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    retry=True,
+                    retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+                    **forwarded,
+                )
+        except Exception:
+            # Not acknowledged: the broker hands it out again later (visibility timeout).
+            log.exception("could not forward redelivered message %s", headers.get("id"))
+            return
+        message.ack()
+
+    def _bury(self, message: Any, reason: str, *, attempts: int = 1) -> None:
         headers = message.headers if isinstance(message.headers, dict) else {}
         try:
             bury(
@@ -98,11 +176,12 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
                 message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
                 task=headers.get("task") if isinstance(headers.get("task"), str) else None,
                 headers={
+                    "body_format": BODY_MESSAGE,
                     "headers": headers,
                     "properties": dict(message.properties or {}),
                     "content_type": message.content_type,
                 },
-                attempts=1,
+                attempts=attempts,
             )
         except Exception:
             # Not acknowledged: the broker hands it out again later (visibility timeout).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Engine
 
 from models import constants as c
@@ -9,7 +11,7 @@ from models.database import create_engine
 from models.migrations import upgrade
 from models.settings import Settings
 from models.store import SqlUnitOfWork
-from tasks.retry import RetryPolicy
+from tasks.retry import RetryPolicy, publish_policy
 
 
 class Runtime:
@@ -20,12 +22,14 @@ class Runtime:
             base_s=settings.retry_backoff_base_s,
             max_s=settings.retry_backoff_max_s,
         )
+        self.publish_policy = publish_policy(settings.task_time_limit_s)
         self._engine: Engine | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_engine(self.settings.resolved_database_url)
+            url = self.settings.resolved_database_url
+            self._engine = create_engine(url, **_session_options(url, self.settings))
         return self._engine
 
     def uow(self) -> SqlUnitOfWork:
@@ -49,3 +53,12 @@ class Runtime:
             with self.uow() as uow:
                 uow.organizations.add(c.LOCAL_ORGANIZATION, "Local organization")
                 uow.commit()
+
+
+def _session_options(url: str, settings: Settings) -> dict[str, Any]:
+    """PostgreSQL sessions wait for a row lock at most ``lock_timeout``: a lock held too long
+    ends the attempt as a retryable fault instead of running into the time limit."""
+    if not url.startswith("postgresql"):
+        return {}
+    lock_timeout_ms = int(settings.effective_lock_timeout_s * 1000)
+    return {"connect_args": {"options": f"-c lock_timeout={lock_timeout_ms}"}}
