@@ -217,6 +217,10 @@ def _register_more() -> None:
 
     cli.add_command(demo.demo)
 
+    from cli import dead_letters
+
+    cli.add_command(dead_letters.dead_letters)
+
 
 _register_more()
 

@@ -1,0 +1,143 @@
+"""``custody dead-letters list | show ID | replay ID… [--all]``: what the workers could not
+process, and sending it again. A replay republishes the original command; its requestId
+makes that safe (a command already applied answers its stored result and changes nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cli.main import Context, json_option, pass_ctx
+from cli.output import emit_json
+from models.ports import StoredDeadLetter
+
+PREVIEW_CHARS = 60
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Messages the workers could not process: list, show, replay."""
+
+
+@dead_letters.command("list")
+@click.option("--all", "include_replayed", is_flag=True, help="Include replayed dead letters.")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="At most."
+)
+@json_option
+@pass_ctx
+def list_dead_letters(ctx: Context, include_replayed: bool, limit: int, as_json: bool) -> None:
+    """The newest dead letters first (not yet replayed, unless --all)."""
+    with ctx.runtime().uow() as uow:
+        found = uow.dead_letters.list(include_replayed=include_replayed, limit=limit)
+    if as_json:
+        emit_json([_summary(d) for d in found])
+        return
+    if not found:
+        click.echo("no dead letters" + ("" if include_replayed else " waiting for replay"))
+        return
+    click.echo(f"{'id':>6}  {'when (UTC)':<19}  {'task':<24} {'tries':>5}  reason")
+    for dead in found:
+        replayed = "  [replayed]" if dead.replayed_at else ""
+        click.echo(
+            f"{dead.id:>6}  {dead.created_at:%Y-%m-%d %H:%M:%S}  {dead.task or '-':<24.24} "
+            f"{dead.attempts:>5}  {_one_line(dead.reason)}{replayed}"
+        )
+
+
+@dead_letters.command("show")
+@click.argument("dead_letter_id", metavar="ID", type=int)
+@json_option
+@pass_ctx
+def show(ctx: Context, dead_letter_id: int, as_json: bool) -> None:
+    """Everything kept of dead letter ID: reason, raw body, headers."""
+    dead = _load(ctx, dead_letter_id)
+    if as_json:
+        emit_json({**_summary(dead), "body": dead.body, "headers": dead.headers})
+        return
+    for label, value in _summary(dead).items():
+        click.echo(f"{label + ':':<13} {value if value is not None else '-'}")
+    click.echo(f"{'headers:':<13} {dead.headers}")
+    click.echo("body:")
+    click.echo(dead.body)
+
+
+@dead_letters.command("replay")
+@click.argument("dead_letter_ids", metavar="[ID]...", nargs=-1, type=int)
+@click.option("--all", "replay_all", is_flag=True, help="Every dead letter not replayed yet.")
+@json_option
+@pass_ctx
+def replay(ctx: Context, dead_letter_ids: tuple[int, ...], replay_all: bool, as_json: bool) -> None:
+    """Publish the command of each dead letter ID again and mark it replayed.
+
+    A message that is not one command (undecodable, wrong shape, unknown task) cannot be
+    replayed and says why. Replaying twice is safe: the requestId applies it once."""
+    from producers.client import Client
+    from tasks.dead_letters import NotReplayable, replay_of
+    from tasks.registry import COMMANDS
+
+    if bool(dead_letter_ids) == replay_all:
+        raise click.UsageError("name one or more dead letter IDs, or give --all (not both)")
+    runtime = ctx.runtime()
+    with runtime.uow() as uow:
+        if replay_all:
+            chosen = list(reversed(uow.dead_letters.list(limit=1_000_000)))
+        else:
+            chosen = [_load(ctx, i, uow=uow) for i in dead_letter_ids]
+    done: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    with Client.from_settings(ctx.settings) as client:
+        for dead in chosen:
+            try:
+                again = replay_of(dead, known_tasks=COMMANDS)
+            except NotReplayable as exc:
+                refused.append({"id": dead.id, "reason": str(exc)})
+                continue
+            receipt = client.publish_raw(again.task, again.command, message_id=again.message_id)
+            with runtime.uow() as uow:
+                uow.dead_letters.mark_replayed(dead.id)
+                uow.commit()
+            done.append({"id": dead.id, "task": again.task, "requestId": receipt.request_id})
+    if as_json:
+        emit_json({"replayed": done, "refused": refused})
+    else:
+        for item in done:
+            click.echo(f"replayed #{item['id']}: {item['task']}, requestId {item['requestId']}")
+        for item in refused:
+            click.echo(f"error: {item['reason']}", err=True)
+        if replay_all:
+            click.echo(f"{len(done)} replayed, {len(refused)} cannot be replayed")
+    if refused and not replay_all:
+        sys.exit(1)
+
+
+def _load(ctx: Context, dead_letter_id: int, *, uow: Any = None) -> StoredDeadLetter:
+    if uow is None:
+        with ctx.runtime().uow() as fresh:
+            dead = fresh.dead_letters.get(dead_letter_id)
+    else:
+        dead = uow.dead_letters.get(dead_letter_id)
+    if dead is None:
+        raise click.ClickException(f"no dead letter with id {dead_letter_id}")
+    return dead
+
+
+def _summary(dead: StoredDeadLetter) -> dict[str, Any]:
+    return {
+        "id": dead.id,
+        "createdAt": dead.created_at.isoformat(),
+        "task": dead.task,
+        "messageId": dead.message_id,
+        "attempts": dead.attempts,
+        "reason": dead.reason,
+        "replayedAt": dead.replayed_at.isoformat() if dead.replayed_at else None,
+        "bodyPreview": _one_line(dead.body),
+    }
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
