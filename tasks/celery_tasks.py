@@ -13,7 +13,7 @@ import logging
 from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from models.errors import Rejected, Transient
@@ -53,30 +53,41 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
         reject_on_worker_lost=True,
         ignore_result=True,
         typing=False,
+        max_retries=None,  # the retry policy is the one bound (Celery's default would be 3)
     )
     def run(self: Task, command: Any = None, *_: Any, **__: Any) -> None:
-        delivery = Delivery(task=name, message_id=str(self.request.id), command=command)
-        retries = int(self.request.retries or 0)
         try:
-            outcome = process(delivery, runtime.uow)
-        except Transient as exc:
-            if not runtime.retry_policy.exhausted(retries):
-                delay = runtime.retry_policy.delay_s(retries)
-                log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
-                _retry_later(self, runtime, exc, delay)
-            outcome = _give_up(
-                self, delivery, runtime, f"transient fault outlived {retries} retries: {exc}"
-            )
-        except SoftTimeLimitExceeded:
-            limit = self.app.conf.task_soft_time_limit
-            outcome = _give_up(self, delivery, runtime, f"time limit: not done within {limit}s")
-        except Exception as exc:  # a defect must not loop: keep the message, answer 500
-            log.exception("unexpected error processing %s", delivery.message_id)
-            outcome = _give_up(self, delivery, runtime, f"internal error: {exc!r}")
-        _log(outcome, name)
-        _reply(self, runtime, outcome)
+            _handle(self, name, runtime, command)
+        except (Retry, Reject):
+            raise
+        except Exception as exc:  # last resort: back on the broker, counted, never dropped
+            log.exception("unexpected error around %s; message left on the broker", name)
+            raise Reject(f"unexpected error: {exc!r}", requeue=True) from exc
 
     del run
+
+
+def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
+    delivery = Delivery(task=name, message_id=str(task.request.id), command=command)
+    retries = int(task.request.retries or 0)
+    try:
+        outcome = process(delivery, runtime.uow)
+    except Transient as exc:
+        if not runtime.retry_policy.exhausted(retries):
+            delay = runtime.retry_policy.delay_s(retries)
+            log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
+            _retry_later(task, runtime, exc, delay)
+        outcome = _give_up(
+            task, delivery, runtime, f"transient fault outlived {retries} retries: {exc}"
+        )
+    except SoftTimeLimitExceeded:
+        limit = task.app.conf.task_soft_time_limit
+        outcome = _give_up(task, delivery, runtime, f"time limit: not done within {limit}s")
+    except Exception as exc:  # a defect must not loop: keep the message, answer 500
+        log.exception("unexpected error processing %s", delivery.message_id)
+        outcome = _give_up(task, delivery, runtime, f"internal error: {exc!r}")
+    _log(outcome, name)
+    _reply(task, runtime, outcome)
 
 
 def _retry_later(task: Task, runtime: TaskRuntime, exc: Exception, delay_s: float) -> NoReturn:
@@ -85,7 +96,7 @@ def _retry_later(task: Task, runtime: TaskRuntime, exc: Exception, delay_s: floa
 
     def publish() -> Any:
         try:
-            return task.retry(exc=exc, countdown=delay_s, max_retries=None, throw=False)
+            return task.retry(exc=exc, countdown=delay_s, throw=False)
         except Reject as refused:  # what Celery raises when the retry could not be sent
             raise PublishFailed(str(refused.reason)) from refused
 

@@ -92,9 +92,7 @@ def stored(body: str, *, task: str | None = "custody.assign_device", **headers) 
 
 def test_a_command_whose_retries_ran_out_replays_as_that_command():
     command = assign_body("org", "SN-1", ["a@example.com"])
-    again = replay_of(
-        stored(json.dumps(command), body_format=BODY_COMMAND), known_tasks=COMMANDS
-    )
+    again = replay_of(stored(json.dumps(command), body_format=BODY_COMMAND), known_tasks=COMMANDS)
     assert (again.task, again.command, again.message_id) == (
         "custody.assign_device",
         command,
