@@ -10,6 +10,7 @@ from celery.signals import worker_process_init
 from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
+from worker.broker import transport_for
 from worker.runtime import Runtime
 
 
@@ -18,6 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue = commands_queue(settings.commands_queue)
     return {
         "broker_url": settings.resolved_broker_url,
+        "broker_transport": transport_for(settings.resolved_broker_url),
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_protocol": 2,

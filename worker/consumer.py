@@ -161,8 +161,8 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
                     **forwarded,
                 )
         except Exception:
-            # Not acknowledged: the broker hands it out again later (visibility timeout).
             log.exception("could not forward redelivered message %s", headers.get("id"))
+            self._requeue_later(message)
             return
         message.ack()
 
@@ -184,7 +184,24 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
                 attempts=attempts,
             )
         except Exception:
-            # Not acknowledged: the broker hands it out again later (visibility timeout).
-            log.exception("could not store a dead letter; message left unacknowledged")
+            log.exception("could not store a dead letter; message goes back to the broker")
+            self._requeue_later(message)
             return
         message.ack()
+
+    def _requeue_later(self, message: Any) -> None:
+        """Give the message back to the broker after a pause (the store may be down for a
+        while): it is neither lost nor kept here holding a prefetch slot, nor spun on."""
+        delay_s = self.app.custody_runtime.settings.retry_backoff_max_s
+
+        def requeue() -> None:
+            if getattr(message.channel, "closed", False):
+                # Received on a connection since replaced: rejecting through it would drop
+                # the message (kombu's Redis transport); the broker restores it instead.
+                return
+            try:
+                message.reject(requeue=True)
+            except Exception:  # connection gone: the broker restores it (visibility timeout)
+                log.warning("could not requeue message; the broker restores it", exc_info=True)
+
+        self.timer.call_after(delay_s, requeue)
