@@ -18,13 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from faults.load import (
-    APPLIED,
     INVALID,
     MALFORMED,
     NOT_FOUND,
     PROBE,
     REUSE,
     UNKNOWN_ORG,
+    VALID,
     Sent,
 )
 from models import tables as t
@@ -110,7 +110,7 @@ def expected(item: Sent, cls: str, status: int | None, code: str | None) -> bool
     never wrong (it is kept, and counted); anything else must match the kind."""
     if cls == DEAD:
         return True
-    if item.kind in (APPLIED, PROBE, REUSE):
+    if item.kind in (VALID, PROBE, REUSE):
         return status == 200 or code == "IDEMPOTENCY_CONFLICT"
     return {
         NOT_FOUND: status == 404,

@@ -26,7 +26,7 @@ from producers.envelope import task_message
 ASSIGN = "custody.assign_device"
 
 # Kinds of message and the outcome each must end in.
-APPLIED = "applied"  # a valid assignment: 200 (or 409 if a reuse of its requestId won)
+VALID = "valid"  # a valid assignment: 200 (or 409 if a reuse of its requestId won)
 NOT_FOUND = "not-found"  # an unknown device without autoCreateDevice: a recorded 404
 INVALID = "invalid"  # a schema violation: a recorded 400
 UNKNOWN_ORG = "unknown-org"  # an organization that does not exist: a 401 rejection
@@ -98,7 +98,7 @@ def plan(
             item = _malformed(rng, new_id())
         else:
             body = assign(org)
-            item = Sent(new_id(), APPLIED, ASSIGN, body, org, body["requestId"])
+            item = Sent(new_id(), VALID, ASSIGN, body, org, body["requestId"])
             item.copies = 2 if rng.random() < 0.06 else 1
             assigns.append(item)
         sent.append(item)
