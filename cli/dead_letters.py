@@ -10,11 +10,31 @@ from typing import Any
 
 import click
 
-from cli.main import Context, json_option, pass_ctx
 from cli.output import emit_json
 from models.ports import StoredDeadLetter
+from models.settings import Settings
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 PREVIEW_CHARS = 60
+
+
+class Context:
+    """Settings read once per command, at the edge; the runtime built from them."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+
+    def runtime(self) -> Any:
+        from worker.runtime import Runtime
+
+        runtime = Runtime(self.settings)
+        if self.settings.resolved_database_url.startswith("sqlite"):
+            runtime.prepare_embedded()
+        return runtime
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 @click.group("dead-letters")

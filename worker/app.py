@@ -11,6 +11,7 @@ from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
 from worker.broker import transport_for
+from worker.prefork import pool_for
 from worker.runtime import Runtime
 
 
@@ -48,6 +49,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "worker_enable_remote_control": not settings.embedded,
         "worker_consumer": "worker.consumer:CustodyConsumer",
+        "worker_pool": pool_for(settings.worker_pool),
         "worker_hijack_root_logger": False,
     }
 

@@ -4,6 +4,7 @@ bad input. (On a real worker: tests/e2e/test_reliability.py.)"""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +19,9 @@ from worker.runtime import Runtime
 
 @pytest.fixture
 def embedded(home):
-    settings = Settings(home=home, database_url=None, broker_url=None)
+    # A queue of its own: kombu's filesystem transport remembers declarations per process.
+    queue = f"custody.test.{uuid.uuid4().hex}"
+    settings = Settings(home=home, database_url=None, broker_url=None, commands_queue=queue)
     runtime = Runtime(settings)
     runtime.prepare_embedded()
     yield settings, runtime
@@ -26,7 +29,12 @@ def embedded(home):
 
 
 def custody(settings: Settings, *args: str):
-    env = {"CUSTODY_HOME": str(settings.home), "CUSTODY_DATABASE_URL": "", "CUSTODY_BROKER_URL": ""}
+    env = {
+        "CUSTODY_HOME": str(settings.home),
+        "CUSTODY_DATABASE_URL": "",
+        "CUSTODY_BROKER_URL": "",
+        "CUSTODY_COMMANDS_QUEUE": settings.commands_queue,
+    }
     return CliRunner().invoke(cli, list(args), env=env)
 
 
