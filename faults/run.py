@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,16 @@ from pathlib import Path
 import redis
 from sqlalchemy.engine import Engine
 
-from faults.invariants import DEAD, OK, REJECTED, Verdict, check, snapshot, unaccounted
+from faults.invariants import (
+    DEAD,
+    OK,
+    REJECTED,
+    Snapshot,
+    Verdict,
+    check,
+    snapshot,
+    unaccounted,
+)
 from faults.load import Publisher, Sent, plan, probe
 from faults.servers import PrivatePostgres, PrivateRedis
 from faults.workers import REPO, Workers
@@ -31,6 +41,8 @@ PROBE_ORG = "probe"
 # Seconds the broker must hold nothing before messages still without an outcome count as
 # lost in flight and are sent again.
 QUIET_POLLS = 5
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class Struck:
     service_back_s: float | None = None  # fault over → a command sent then is applied
     in_flight: set[str] = field(default_factory=set)  # messages the killed workers held
     in_flight_back_s: float | None = None  # kill → the last of them handed out again
+    error: str | None = None  # the fault could not be struck or undone
 
 
 @dataclass
@@ -148,7 +161,6 @@ class Result:
     exit_reasons: list[str]
     duration_s: float
     folder: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def recovery_s(self) -> float | None:
@@ -162,13 +174,15 @@ class Result:
         return (
             self.verdict.ok
             and self.workers_alive == self.form.workers
-            and all(s.service_back_s is not None for s in self.struck)
+            and self.worker_exits == 0
+            and self.quiet_after_s is not None
+            and all(s.error is None and s.service_back_s is not None for s in self.struck)
         )
 
 
 def run(form: Form, *, keep: bool = False, log: bool = True) -> Result:
     """Start everything, send, strike, wait for quiet, check; always tear down."""
-    say = print if log else (lambda *_: None)
+    say: Say = print if log else (lambda _: None)
     started = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix=f"custody-faults-{form.name}-"))
     broker = PrivateRedis(folder / "redis")
@@ -290,7 +304,7 @@ def _send_under_faults(
     broker: PrivateRedis,
     database: PrivatePostgres,
     workers: Workers,
-    say: object,
+    say: Say,
 ) -> list[Struck]:
     struck = [Struck(f) for f in form.faults]
     begin = time.monotonic()
@@ -318,8 +332,24 @@ def _strike(
     broker: PrivateRedis,
     database: PrivatePostgres,
     workers: Workers,
-    say: object,
+    say: Say,
 ) -> None:
+    try:
+        _strike_and_end(struck, broker, database, workers)
+    except Exception as exc:
+        struck.error = repr(exc)
+        say(f"  {struck.fault.describe()} at {struck.fault.at_s:g}s failed: {exc!r}")
+        return
+    down_s = struck.ended - struck.started
+    say(f"  {struck.fault.describe()} at {struck.fault.at_s:g}s, down {down_s:.1f}s")
+    struck.probe = probe(PROBE_ORG, int(struck.fault.at_s * 1000))
+    publisher.send(struck.probe)
+
+
+def _strike_and_end(
+    struck: Struck, broker: PrivateRedis, database: PrivatePostgres, workers: Workers
+) -> None:
+    """Strike the fault, wait its time, end it."""
     fault = struck.fault
     struck.started = time.time()
     if fault.kind == KILL:
@@ -337,10 +367,6 @@ def _strike(
         time.sleep(fault.down_s)
         database.start()
     struck.ended = time.time()
-    if callable(say):
-        say(f"  {fault.describe()} at {fault.at_s:g}s, down {struck.ended - struck.started:.1f}s")
-    struck.probe = probe(PROBE_ORG, int(fault.at_s * 1000))
-    publisher.send(struck.probe)
 
 
 def _settle(
@@ -380,8 +406,8 @@ def _settle(
     return None, resent
 
 
-def _time_recoveries(struck: list[Struck], snap: object, workers: Workers) -> None:
-    processed = snap.processed  # type: ignore[attr-defined]
+def _time_recoveries(struck: list[Struck], snap: Snapshot, workers: Workers) -> None:
+    processed = snap.processed
     for s in struck:
         if s.probe is not None:
             row = processed.get((PROBE_ORG, s.probe.request_id))
@@ -450,6 +476,11 @@ def render(result: Result) -> str:
             f"| {_seconds(st.in_flight_back_s)} |"
         )
     problems = [
+        *(
+            f"{st.fault.describe()} at {st.fault.at_s:g}s: {st.error}"
+            for st in result.struck
+            if st.error
+        ),
         *(f"lost: {x}" for x in v.lost[:10]),
         *(f"unexpected: {x}" for x in v.unexpected[:10]),
         *(f"{k}: {n}" for k, n in v.duplicate_effects.items() if n),

@@ -8,6 +8,7 @@ acknowledged), or left on the broker (rejected with requeue) when none of that i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any, NoReturn, Protocol
@@ -182,8 +183,16 @@ def _reply(task: Task, runtime: TaskRuntime, outcome: Outcome) -> None:
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )
 
-    errors = (KombuOperationalError, OSError, *task.app.connection_for_write().connection_errors)
     try:
-        call_with_retries(publish, policy=runtime.publish_policy, retry_on=errors, what="reply")
+        call_with_retries(
+            publish, policy=runtime.publish_policy, retry_on=_broker_errors(task.app), what="reply"
+        )
     except Exception:
         log.warning("could not reply to %s for %s", reply_to, outcome.request_id, exc_info=True)
+
+
+@functools.cache
+def _broker_errors(app: Celery) -> tuple[type[BaseException], ...]:
+    """What the broker raises when it is unreachable (Redis, AMQP… alike)."""
+    with app.connection_for_write() as connection:
+        return (KombuOperationalError, OSError, *connection.connection_errors)
