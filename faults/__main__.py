@@ -8,7 +8,9 @@ import argparse
 import dataclasses
 import sys
 
-from faults.run import LONG, SHORT, render, run
+from faults.forms import LONG, SHORT
+from faults.report import render
+from faults.run import run
 from faults.servers import ServerUnavailable
 
 

@@ -10,16 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import redis
 from sqlalchemy.engine import Engine
 
+from faults.forms import KILL, POSTGRES, REDIS, Fault, Form
 from faults.invariants import (
-    DEAD,
-    OK,
-    REJECTED,
     Snapshot,
     Verdict,
     check,
@@ -34,100 +32,12 @@ from models.migrations import upgrade
 from models.settings import Settings
 from models.store import SqlUnitOfWork
 
-KILL = "kill -9 workers"
-REDIS = "restart Redis"
-POSTGRES = "stop PostgreSQL"
 PROBE_ORG = "probe"
 # Seconds the broker must hold nothing before messages still without an outcome count as
 # lost in flight and are sent again.
 QUIET_POLLS = 5
 
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Fault:
-    at_s: float  # after the first command is published
-    kind: str
-    down_s: float
-    workers: tuple[int, ...] = ()
-
-    def describe(self) -> str:
-        which = f" {', '.join(str(w) for w in self.workers)}" if self.workers else ""
-        return f"{self.kind}{which}"
-
-
-@dataclass(frozen=True)
-class Form:
-    """How big a run is, how fast commands come, which faults strike when."""
-
-    name: str
-    commands: int
-    rate_per_s: float
-    workers: int
-    concurrency: int
-    devices: int
-    emails: int
-    faults: tuple[Fault, ...]
-    settings: dict[str, float | int]  # worker settings (CUSTODY_…)
-    quiet_timeout_s: float
-    seed: int = 5
-
-
-# Short timings so that recovery from kill -9 (the Redis visibility timeout) takes seconds.
-SHORT = Form(
-    name="short",
-    commands=300,
-    rate_per_s=25,
-    workers=3,
-    concurrency=2,
-    devices=12,
-    emails=30,
-    faults=(
-        Fault(2, KILL, 1.0, (0,)),
-        Fault(4, REDIS, 1.0),
-        Fault(6.5, POSTGRES, 4.0),
-        Fault(8, REDIS, 1.0),  # while PostgreSQL is down: retries cannot be published
-        Fault(12, KILL, 0.5, (1,)),
-    ),
-    settings={
-        "task_time_limit_s": 5,
-        "retry_backoff_base_s": 0.2,
-        "retry_backoff_max_s": 2,
-        "max_retries": 12,
-        "visibility_timeout_margin_s": 3,
-    },
-    quiet_timeout_s=120,
-)
-
-LONG = Form(
-    name="long",
-    commands=5_000,
-    rate_per_s=35,
-    workers=3,
-    concurrency=2,
-    devices=150,
-    emails=400,
-    faults=(
-        Fault(10, KILL, 3, (0,)),
-        Fault(25, REDIS, 3),
-        Fault(40, POSTGRES, 20),
-        Fault(48, REDIS, 3),  # while PostgreSQL is down: retries cannot be published
-        Fault(75, KILL, 3, (1, 2)),
-        Fault(95, REDIS, 3),
-        Fault(110, KILL, 3, (0,)),
-        Fault(125, POSTGRES, 8),
-        Fault(135, KILL, 2, (2,)),
-    ),
-    settings={
-        "task_time_limit_s": 10,
-        "retry_backoff_base_s": 0.5,
-        "retry_backoff_max_s": 5,
-        "max_retries": 15,
-        "visibility_timeout_margin_s": 10,
-    },
-    quiet_timeout_s=600,
-)
 
 
 @dataclass
@@ -432,74 +342,3 @@ def _back_after(struck: Struck, workers: Workers) -> float | None:
     if not first_seen:
         return None
     return max((x - killed).total_seconds() for x in first_seen.values())
-
-
-def render(result: Result) -> str:
-    """The run as Markdown: the summary table, then one row per fault."""
-    v = result.verdict
-    s = result.settings
-    dupes = sum(v.duplicate_effects.values())
-    recovery = result.recovery_s
-    lines = [
-        f"Fault run `{result.form.name}`: {v.sent} commands at {result.form.rate_per_s:g}/s, "
-        f"{result.form.workers} workers x {result.form.concurrency} processes, "
-        f"private Redis (append-only) and PostgreSQL; time limit {s.task_time_limit_s:g}s, "
-        f"retries {s.max_retries} x {s.retry_backoff_base_s:g}-{s.retry_backoff_max_s:g}s, "
-        f"visibility timeout {s.visibility_timeout_s:g}s; "
-        f"{datetime.now(UTC):%Y-%m-%d}, {result.duration_s:.0f}s in all.",
-        "",
-        "| sent | applied | rejected | dead-lettered | lost | duplicate effects "
-        "| redeliveries | recovery time |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {v.sent} | {v.classes[OK]} | {v.classes[REJECTED]} | {v.classes[DEAD]} "
-        f"| {len(v.lost)} | {dupes} | {result.redeliveries} "
-        f"| {_seconds(recovery)} |",
-        "",
-        f"Sent: {_kinds(v)}; {v.copies - v.sent} exact duplicates published on top. "
-        f"Transient retries {result.retries}, answers replayed from the idempotency record "
-        f"{result.replayed}, publishes retried by the producer {result.publish_retries}; "
-        f"messages the broker lost in flight, sent again by the producer {len(result.resent)}. "
-        f"Unexpected outcomes {len(v.unexpected)}; invariant violations "
-        f"{sum(v.violations.values())}; workers alive at the end "
-        f"{result.workers_alive}/{result.form.workers}, workers that exited on their own "
-        f"(restarted by the supervisor) {result.worker_exits}; every message accounted for "
-        f"{_seconds(result.quiet_after_s)} after the last fault ended.",
-        "",
-        "| fault | at | down for | commands flow again after | messages the killed workers "
-        "held | handed out again after |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for st in result.struck:
-        lines.append(
-            f"| {st.fault.describe()} | {st.fault.at_s:g}s | {st.ended - st.started:.1f}s "
-            f"| {_seconds(st.service_back_s)} | {len(st.in_flight) if st.in_flight else '-'} "
-            f"| {_seconds(st.in_flight_back_s)} |"
-        )
-    problems = [
-        *(
-            f"{st.fault.describe()} at {st.fault.at_s:g}s: {st.error}"
-            for st in result.struck
-            if st.error
-        ),
-        *(f"lost: {x}" for x in v.lost[:10]),
-        *(f"unexpected: {x}" for x in v.unexpected[:10]),
-        *(f"{k}: {n}" for k, n in v.duplicate_effects.items() if n),
-        *(f"{k}: {n}" for k, n in v.violations.items() if n),
-    ]
-    if problems:
-        lines += ["", "Problems:", *(f"- {p}" for p in problems)]
-    if result.resent:
-        lines += ["", "Sent again by the producer:", *(f"- {r}" for r in result.resent[:20])]
-    if result.exit_reasons:
-        lines += ["", "Why workers exited:", *(f"- {r}" for r in result.exit_reasons)]
-    if result.folder:
-        lines += ["", f"Logs kept in {result.folder}"]
-    return "\n".join(lines)
-
-
-def _kinds(v: Verdict) -> str:
-    return ", ".join(f"{n} {kind}" for kind, n in sorted(v.kinds.items()))
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}s"

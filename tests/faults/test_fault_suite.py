@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from faults.forms import KILL, POSTGRES, REDIS, SHORT
 from faults.invariants import DEAD
 from faults.load import INVALID, MALFORMED, NOT_FOUND, PROBE, REUSE, UNKNOWN_ORG, VALID
-from faults.run import KILL, POSTGRES, REDIS, SHORT, render, run
+from faults.report import render
+from faults.run import run
 from faults.servers import ServerUnavailable
 from tests.conftest import unavailable
 
