@@ -227,6 +227,10 @@ def _register_more() -> None:
     for command in access.COMMANDS:
         cli.add_command(command)
 
+    from cli import dead_letters
+
+    cli.add_command(dead_letters.dead_letters)
+
 
 _register_more()
 

@@ -70,6 +70,15 @@ class SigningKeyRecord:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class StoredDeadLetter(DeadLetterRecord):
+    """A dead letter as the store keeps it, for listing and replay."""
+
+    id: int
+    created_at: datetime
+    replayed_at: datetime | None
+
+
 class Organizations(Protocol):
     def exists(self, organization_id: str) -> bool: ...
     def add(self, organization_id: str, name: str) -> bool:
@@ -167,6 +176,14 @@ class Outbox(Protocol):
 
 class DeadLetters(Protocol):
     def add(self, record: DeadLetterRecord) -> int: ...
+    def get(self, dead_letter_id: int) -> StoredDeadLetter | None: ...
+    def list(self, *, include_replayed: bool = False, limit: int = 100) -> list[StoredDeadLetter]:
+        """Newest first; without ``include_replayed`` only those not replayed yet."""
+        ...
+
+    def mark_replayed(self, dead_letter_id: int) -> bool:
+        """Set ``replayed_at`` to the transaction's clock; False if there is no such id."""
+        ...
 
 
 class SigningKeys(Protocol):

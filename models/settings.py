@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models import constants as c
@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=8, ge=0)
     retry_backoff_base_s: float = Field(default=1.0, gt=0)
     retry_backoff_max_s: float = Field(default=60.0, gt=0)
+    max_deliveries: int = Field(
+        default=5, ge=1, description="deliveries without an outcome before dead-lettering"
+    )
+    lock_timeout_s: float | None = Field(
+        default=None, ge=0, description="PostgreSQL lock_timeout; default a quarter of the limit"
+    )
+    visibility_timeout_margin_s: float = Field(
+        default=300.0, gt=0, description="Redis visibility timeout above the limit + longest delay"
+    )
     polling_interval_s: float = Field(default=0.05, gt=0, description="filesystem broker poll")
     log_level: str = "INFO"
 
@@ -84,10 +93,43 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         return (self.home / "broker").resolve()
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.retry_backoff_base_s > self.retry_backoff_max_s:
+            raise ValueError("retry_backoff_base_s must not exceed retry_backoff_max_s")
+        if self.effective_lock_timeout_s >= self.soft_time_limit_s:
+            raise ValueError(
+                f"lock_timeout_s ({self.effective_lock_timeout_s:g}) must be below the soft "
+                f"time limit ({self.soft_time_limit_s:g}s): a lock wait must end as a "
+                "retryable fault, not as a time-limit dead letter"
+            )
+        return self
+
+    @property
+    def soft_time_limit_s(self) -> float:
+        """When a command is interrupted and dead-lettered; the hard limit is the backstop."""
+        return self.task_time_limit_s * 0.9
+
+    @property
+    def effective_lock_timeout_s(self) -> float:
+        """How long one statement waits for a row lock before the attempt is retried."""
+        if self.lock_timeout_s is not None:
+            return self.lock_timeout_s
+        return self.task_time_limit_s / 4
+
     @property
     def visibility_timeout_s(self) -> float:
-        """Above the hard time limit plus the longest retry delay, with a margin."""
-        return self.task_time_limit_s + self.retry_backoff_max_s + 300.0
+        """How long Redis waits for an acknowledgement before handing a message out again.
+
+        Above the hard time limit plus the longest retry delay (a retry waits in the worker
+        that received it, unacknowledged, for up to ``retry_backoff_max_s``), with a margin:
+        a message in progress or waiting for its retry is never handed to a second worker."""
+        return self.task_time_limit_s + self.retry_backoff_max_s + self.visibility_timeout_margin_s
+
+    @property
+    def restore_interval_s(self) -> int:
+        """How often workers look for messages whose visibility timeout passed."""
+        return max(1, min(10, int(self.visibility_timeout_s / 10)))
 
     def broker_transport_options(self) -> dict[str, Any]:
         if self.embedded:
@@ -99,7 +141,14 @@ class Settings(BaseSettings):
                 "store_processed": False,
                 "polling_interval": self.polling_interval_s,
             }
-        return {"visibility_timeout": self.visibility_timeout_s}
+        return {
+            "visibility_timeout": self.visibility_timeout_s,
+            # kombu sweeps every interval x throttle seconds: make it interval alone.
+            "unacked_restore_interval": self.restore_interval_s,
+            "unacked_restore_throttle": 1,
+            # A sweep interrupted by a killed worker must not block the others for long.
+            "unacked_mutex_expire": int(min(300.0, self.visibility_timeout_s)),
+        }
 
     def prepare_home(self) -> None:
         """Create the embedded default's folders (a no-op for server-backed settings)."""

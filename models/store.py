@@ -8,6 +8,7 @@ connection, deadlock, serialization failure, lock timeout, SQLite busy) leave as
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,12 +27,16 @@ from models.ports import (
     OutboxRecord,
     RejectionRecord,
     SigningKeyRecord,
+    StoredDeadLetter,
     StoredResult,
 )
 
-# SQLSTATEs worth a retry: serialization failure, deadlock, lock timeout, admin shutdown,
-# cannot connect now, and the whole connection-exception class.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+# SQLSTATEs worth a retry: serialization failure, deadlock, lock timeout (lock_timeout),
+# query cancelled, too many connections, admin or crash shutdown, cannot connect now, and
+# the whole connection-exception class (08…).
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "53300", "57P01", "57P02", "57P03"}
+# SQLite result codes that pass: another process holds the lock, a file briefly unavailable.
+_TRANSIENT_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 
 
 def utcnow() -> datetime:
@@ -39,14 +44,25 @@ def utcnow() -> datetime:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a database error may go away if the same work is tried again."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-            sqlstate = getattr(exc.orig, "sqlstate", None)
-            return sqlstate is None or sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] == "08"
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        return sqlstate in _TRANSIENT_SQLSTATES
-    return isinstance(exc, sa.exc.TimeoutError)  # pool exhausted
+    """Whether a database error may go away if the same work is tried again.
+
+    Transient: the database unreachable or restarting, a dropped connection, a deadlock, a
+    serialization failure, a lock timeout, a busy SQLite file, an exhausted pool. Permanent:
+    everything else (constraint violations, bad SQL, a missing table): retrying cannot help.
+    """
+    if isinstance(exc, sa.exc.TimeoutError):  # pool exhausted
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+        return True  # the connection broke under us
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate[:2] == "08"
+    if isinstance(exc.orig, sqlite3.Error):
+        return getattr(exc.orig, "sqlite_errorname", "").startswith(_TRANSIENT_SQLITE)
+    # A driver error without a SQLSTATE: the server never answered (refused, reset, gone).
+    return isinstance(exc, sa.exc.OperationalError)
 
 
 class _Repo:
@@ -456,6 +472,23 @@ class SqlDeadLetters(_Repo):
             .returning(t.dead_letters.c.id)
         )
         return int(self._conn.execute(stmt).scalar_one())
+
+    def get(self, dead_letter_id: int) -> StoredDeadLetter | None:
+        d = t.dead_letters
+        row = self._conn.execute(sa.select(d).where(d.c.id == dead_letter_id)).first()
+        return None if row is None else StoredDeadLetter(**row._asdict())
+
+    def list(self, *, include_replayed: bool = False, limit: int = 100) -> list[StoredDeadLetter]:
+        d = t.dead_letters
+        query = sa.select(d).order_by(d.c.id.desc()).limit(limit)
+        if not include_replayed:
+            query = query.where(d.c.replayed_at.is_(None))
+        return [StoredDeadLetter(**row._asdict()) for row in self._conn.execute(query)]
+
+    def mark_replayed(self, dead_letter_id: int) -> bool:
+        d = t.dead_letters
+        stmt = sa.update(d).where(d.c.id == dead_letter_id).values(replayed_at=self._uow.now)
+        return self._conn.execute(stmt).rowcount == 1
 
 
 class SqlUnitOfWork:

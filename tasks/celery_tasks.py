@@ -1,13 +1,20 @@
 """Thin Celery adapters: one task per command name. Each parses nothing itself; it hands
-the delivery to the pipeline and maps the outcome to reply, retry or dead letter."""
+the delivery to the pipeline and maps the outcome to reply, retry or dead letter.
+
+No outcome loses the message: it is answered (and acknowledged), retried (a new message is
+published before this one is acknowledged), dead-lettered (stored before it is
+acknowledged), or left on the broker (rejected with requeue) when none of that is possible.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from models.constants import MAX_MESSAGE_BYTES
 from models.errors import Rejected, Transient
@@ -16,10 +23,10 @@ from models.ports import UnitOfWork
 from models.results import Rejection
 from models.signing import redacted
 from tasks.authenticate import Authenticator
-from tasks.dead_letters import bury
-from tasks.pipeline import Delivery, Outcome, process, reject_unbound
+from tasks.dead_letters import BODY_COMMAND, bury
+from tasks.pipeline import Delivery, Outcome, process, unbound_rejection
 from tasks.registry import COMMANDS
-from tasks.retry import RetryPolicy
+from tasks.retry import RetryPolicy, call_with_retries
 
 log = logging.getLogger("custody.tasks")
 
@@ -27,12 +34,17 @@ log = logging.getLogger("custody.tasks")
 class TaskRuntime(Protocol):
     """What the adapters need from the process they run in."""
 
-    retry_policy: RetryPolicy
+    retry_policy: RetryPolicy  # transient faults of a command
+    publish_policy: RetryPolicy  # a publish (retry message, reply) the broker refused
 
     @property
     def authenticator(self) -> Authenticator: ...
 
     def uow(self) -> UnitOfWork: ...
+
+
+class PublishFailed(Exception):
+    """Raised when the broker refused to take a message a worker publishes."""
 
 
 def register_tasks(app: Celery, runtime: TaskRuntime) -> None:
@@ -48,30 +60,67 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
         reject_on_worker_lost=True,
         ignore_result=True,
         typing=False,
+        max_retries=None,  # the retry policy is the one bound (Celery's default would be 3)
     )
     def run(self: Task, command: Any = None, *_: Any, **__: Any) -> None:
-        delivery = Delivery(task=name, message_id=str(self.request.id), command=command)
-        retries = int(self.request.retries or 0)
         try:
-            outcome = process(delivery, runtime.uow, authenticator=runtime.authenticator)
-        except Transient as exc:
-            if not runtime.retry_policy.exhausted(retries):
-                delay = runtime.retry_policy.delay_s(retries)
-                log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
-                raise self.retry(exc=exc, countdown=delay, max_retries=None) from exc
-            outcome = _give_up(self, delivery, runtime, f"transient fault outlived retries: {exc}")
-        except Exception as exc:  # a defect must not loop: keep the message, answer 500
-            log.exception("unexpected error processing %s", delivery.message_id)
-            outcome = _give_up(self, delivery, runtime, f"internal error: {exc!r}")
-        _log(outcome, name)
-        _reply(self, outcome)
+            _handle(self, name, runtime, command)
+        except (Retry, Reject):
+            raise
+        except Exception as exc:  # last resort: back on the broker, counted, never dropped
+            log.exception("unexpected error around %s; message left on the broker", name)
+            raise Reject(f"unexpected error: {exc!r}", requeue=True) from exc
 
     del run
 
 
-def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) -> Outcome:
-    """Dead-letter the command with its payload and answer 500 INTERNAL."""
+def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
+    delivery = Delivery(task=name, message_id=str(task.request.id), command=command)
     retries = int(task.request.retries or 0)
+    try:
+        outcome = process(delivery, runtime.uow, authenticator=runtime.authenticator)
+    except Transient as exc:
+        if not runtime.retry_policy.exhausted(retries):
+            delay = runtime.retry_policy.delay_s(retries)
+            log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
+            _retry_later(task, runtime, exc, delay)
+        outcome = _give_up(
+            task, delivery, runtime, f"transient fault outlived {retries} retries: {exc}"
+        )
+    except SoftTimeLimitExceeded:
+        limit = task.app.conf.task_soft_time_limit
+        outcome = _give_up(task, delivery, runtime, f"time limit: not done within {limit}s")
+    except Exception as exc:  # a defect must not loop: keep the message, answer 500
+        log.exception("unexpected error processing %s", delivery.message_id)
+        outcome = _give_up(task, delivery, runtime, f"internal error: {exc!r}")
+    _log(outcome, name)
+    _reply(task, runtime, outcome)
+
+
+def _retry_later(task: Task, runtime: TaskRuntime, exc: Exception, delay_s: float) -> NoReturn:
+    """Publish the retry, then let Celery acknowledge this message. A broker that refuses
+    the retry (after the publish policy's own retries) gets this message back instead."""
+
+    def publish() -> Any:
+        try:
+            return task.retry(exc=exc, countdown=delay_s, throw=False)
+        except Reject as refused:  # what Celery raises when the retry could not be sent
+            raise PublishFailed(str(refused.reason)) from refused
+
+    try:
+        retry = call_with_retries(
+            publish, policy=runtime.publish_policy, retry_on=(PublishFailed,), what="retry publish"
+        )
+    except PublishFailed as failed:
+        log.error("cannot publish a retry (%s); message left on the broker", failed)
+        raise Reject(f"retry not published: {failed}", requeue=True) from exc
+    raise retry
+
+
+def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) -> Outcome:
+    """Dead-letter the command with its payload and answer 500 INTERNAL, in one transaction."""
+    retries = int(task.request.retries or 0)
+    record, outcome = unbound_rejection(delivery, Rejected(500, "INTERNAL", reason))
     try:
         bury(
             runtime.uow,
@@ -79,17 +128,22 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
             reason=reason,
             message_id=delivery.message_id,
             task=delivery.task,
-            headers={"retries": retries, "reply_to": task.request.reply_to},
+            headers={
+                "body_format": BODY_COMMAND,
+                "retries": retries,
+                "reply_to": task.request.reply_to,
+                "correlation_id": task.request.correlation_id,
+            },
             attempts=retries + 1,
+            rejection=record,
         )
-        return reject_unbound(delivery, Rejected(500, "INTERNAL", reason), runtime.uow)
     except Transient as exc:
-        # The store itself is unreachable: keep the message where it is and try later.
-        delay = runtime.retry_policy.max_s
-        log.error("cannot store dead letter (%s); message kept, retry in %.0fs", exc, delay)
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from exc
+        # The store itself is unreachable: keep the message and try again later.
+        log.error("cannot store dead letter (%s); message kept", exc)
+        _retry_later(task, runtime, exc, runtime.retry_policy.max_s)
     except Exception as exc:
         raise Reject(f"cannot store dead letter: {exc!r}", requeue=True) from exc
+    return outcome
 
 
 def _log(outcome: Outcome, task: str) -> None:
@@ -115,12 +169,15 @@ def _log(outcome: Outcome, task: str) -> None:
         )
 
 
-def _reply(task: Task, outcome: Outcome) -> None:
-    """Send the result to the publisher's reply queue, if it asked for one."""
+def _reply(task: Task, runtime: TaskRuntime, outcome: Outcome) -> None:
+    """Send the result to the publisher's reply queue, if it asked for one. The result is
+    committed already: a reply that cannot be sent is logged, and ``custody status`` has it.
+    """
     reply_to = task.request.reply_to
     if not reply_to:
         return
-    try:
+
+    def publish() -> None:
         with task.app.producer_or_acquire() as producer:
             producer.publish(
                 outcome.reply(),
@@ -129,7 +186,19 @@ def _reply(task: Task, outcome: Outcome) -> None:
                 correlation_id=task.request.correlation_id or task.request.id,
                 serializer="json",
                 retry=True,
-                retry_policy={"max_retries": 3},
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
             )
-    except Exception:  # the result is committed; the publisher can ask for it by requestId
+
+    try:
+        call_with_retries(
+            publish, policy=runtime.publish_policy, retry_on=_broker_errors(task.app), what="reply"
+        )
+    except Exception:
         log.warning("could not reply to %s for %s", reply_to, outcome.request_id, exc_info=True)
+
+
+@functools.cache
+def _broker_errors(app: Celery) -> tuple[type[BaseException], ...]:
+    """What the broker raises when it is unreachable (Redis, AMQP… alike)."""
+    with app.connection_for_write() as connection:
+        return (KombuOperationalError, OSError, *connection.connection_errors)

@@ -118,3 +118,19 @@ def _opens_to(master_key: MasterKey, record: SigningKeyRecord, kept: SigningKey)
     except SealedSecretError:
         return False
     return secret == kept.secret
+
+
+def replay_key(uow: UnitOfWork, master_key: MasterKey, organization_id: str) -> SigningKey | None:
+    """The newest active key of the organization, opened, or None if it has none.
+
+    What an operator's replay of a dead letter signs with: stored copies of commands keep
+    no signature value, and whoever holds the database and the master key may sign anyway.
+    """
+    active = [r for r in uow.signing_keys.of(organization_id) if r.revoked_at is None]
+    if not active:
+        return None
+    record = max(active, key=lambda r: r.created_at)
+    secret = master_key.open(
+        record.secret_sealed, key_id=record.key_id, organization_id=record.organization_id
+    )
+    return SigningKey(record.key_id, secret, organization_id)

@@ -218,6 +218,20 @@ def reject_unbound(
     uow: UnitOfWork | None = None,
 ) -> Outcome:
     """Record a rejection that must not take the idempotency key, and answer it."""
+    record, outcome = unbound_rejection(delivery, rejection)
+    if uow is not None:
+        uow.rollback()
+        uow.rejections.add(record)
+        uow.commit()
+    else:
+        with uow_factory() as fresh:
+            fresh.rejections.add(record)
+            fresh.commit()
+    return outcome
+
+
+def unbound_rejection(delivery: Delivery, rejection: Rejected) -> tuple[RejectionRecord, Outcome]:
+    """The record and the answer of a rejection that binds no key, not yet written."""
     body = delivery.command
     org = _key_part(body, "organizationId", c.MAX_ORGANIZATION_ID_CHARS)
     request_id = _key_part(body, "requestId", c.MAX_REQUEST_ID_CHARS)
@@ -232,12 +246,4 @@ def reject_unbound(
         result=result,
         body=text,
     )
-    if uow is not None:
-        uow.rollback()
-        uow.rejections.add(record)
-        uow.commit()
-    else:
-        with uow_factory() as fresh:
-            fresh.rejections.add(record)
-            fresh.commit()
-    return Outcome(result, org, request_id)
+    return record, Outcome(result, org, request_id)

@@ -8,6 +8,7 @@ another unit of work until ``commit()``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -20,6 +21,7 @@ from models.ports import (
     OutboxRecord,
     RejectionRecord,
     SigningKeyRecord,
+    StoredDeadLetter,
     StoredResult,
 )
 
@@ -35,7 +37,7 @@ class State:
     processed: dict[tuple[str, str], StoredResult] = field(default_factory=dict)
     rejections: list[RejectionRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
-    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    dead_letters: list[StoredDeadLetter] = field(default_factory=list)
     next_id: int = 1
 
     def new_id(self) -> int:
@@ -241,8 +243,26 @@ class FakeOutbox(_Repo):
 
 class FakeDeadLetters(_Repo):
     def add(self, record: DeadLetterRecord) -> int:
-        self.s.dead_letters.append(record)
-        return len(self.s.dead_letters)
+        dead_letter_id = len(self.s.dead_letters) + 1
+        stored = StoredDeadLetter(
+            **record.__dict__, id=dead_letter_id, created_at=self.uow.now, replayed_at=None
+        )
+        self.s.dead_letters.append(stored)
+        return dead_letter_id
+
+    def get(self, dead_letter_id: int) -> StoredDeadLetter | None:
+        return next((d for d in self.s.dead_letters if d.id == dead_letter_id), None)
+
+    def list(self, *, include_replayed: bool = False, limit: int = 100) -> list[StoredDeadLetter]:
+        chosen = [d for d in self.s.dead_letters if include_replayed or d.replayed_at is None]
+        return sorted(chosen, key=lambda d: d.id, reverse=True)[:limit]
+
+    def mark_replayed(self, dead_letter_id: int) -> bool:
+        for i, dead in enumerate(self.s.dead_letters):
+            if dead.id == dead_letter_id:
+                self.s.dead_letters[i] = dataclasses.replace(dead, replayed_at=self.uow.now)
+                return True
+        return False
 
 
 class FakeUnitOfWork:

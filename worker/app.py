@@ -10,7 +10,9 @@ from celery.signals import worker_process_init
 from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
+from worker.broker import transport_for
 from worker.consumer import refuse_compressed_messages
+from worker.prefork import pool_for
 from worker.runtime import Runtime
 
 
@@ -19,7 +21,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue = commands_queue(settings.commands_queue)
     return {
         "broker_url": settings.resolved_broker_url,
-        "broker_transport": settings.broker_transport,
+        # The Redis transport hardened for broker restarts; the embedded default's
+        # filesystem transport made safe for several processes.
+        "broker_transport": transport_for(settings.resolved_broker_url)
+        or settings.broker_transport,
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_protocol": 2,
@@ -30,12 +35,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_exchange": queue.exchange.name,
         "task_default_routing_key": queue.routing_key,
         # Acknowledge after the transaction commits; a lost worker's message is redelivered.
+        # Back on the broker when the worker is lost or a command outruns the hard time limit
+        # (the soft limit dead-letters it first); the consumer counts such deliveries and
+        # dead-letters a message after settings.max_deliveries, so none loops forever.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_acks_on_failure_or_timeout": True,
+        "task_acks_on_timeout": False,
+        "task_acks_on_failure": True,
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": settings.task_time_limit_s * 0.9,
+        "task_soft_time_limit": settings.soft_time_limit_s,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Results travel in the database and on reply queues, not in a result backend.
         "task_ignore_result": True,
@@ -44,6 +53,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": False,
         "worker_enable_remote_control": not settings.embedded,
         "worker_consumer": "worker.consumer:CustodyConsumer",
+        "worker_pool": pool_for(settings.worker_pool),
         "worker_hijack_root_logger": False,
     }
 

@@ -1,6 +1,11 @@
 """The worker's consumer: every message that cannot become a task call goes to the
 dead-letter store with its raw body and the reason, and is acknowledged; none is dropped
-and none loops."""
+and none loops.
+
+A message the broker hands out again (its worker was lost, or it outran the hard time
+limit) is counted: the consumer publishes a copy carrying the delivery count and
+acknowledges the original; past ``max_deliveries`` the message is dead-lettered instead.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +22,16 @@ from vine import promise
 from models.constants import MAX_MESSAGE_BYTES
 from models.limits import is_clean_text
 from models.signing import redact_text
-from tasks.dead_letters import bury
+from models.topology import commands_queue
+from tasks.dead_letters import BODY_MESSAGE, bury
 from tasks.registry import COMMANDS
 
 log = logging.getLogger("custody.worker")
 
 MAX_MESSAGE_ID_CHARS = 255  # the column that keeps it
 MAX_KEPT_OVERSIZED_BYTES = 65_536  # of an oversized message's body, kept in its dead letter
+# Message header counting the deliveries of a command that ended without an outcome.
+DELIVERIES_HEADER = "custody_deliveries"
 
 
 def inspect_message(message: Any) -> str | None:
@@ -97,7 +105,7 @@ def kept_body(body: Any) -> tuple[str, dict[str, Any]]:
     return redact_text(body_text(body)), notes
 
 
-def bury_message(uow_factory: Any, message: Any, reason: str) -> int:
+def bury_message(uow_factory: Any, message: Any, reason: str, *, attempts: int = 1) -> int:
     """Store ``message`` as a dead letter with ``reason``; raises if the store is unreachable."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     body, notes = kept_body(message.body)
@@ -108,12 +116,13 @@ def bury_message(uow_factory: Any, message: Any, reason: str) -> int:
         message_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
         task=headers.get("task") if isinstance(headers.get("task"), str) else None,
         headers={
+            "body_format": BODY_MESSAGE,
             "headers": headers,
             "properties": dict(message.properties or {}),
             "content_type": message.content_type,
             **notes,
         },
-        attempts=1,
+        attempts=attempts,
     )
 
 
@@ -130,15 +139,37 @@ def _refuse_compressed(body: bytes) -> bytes:
     raise ValueError("compressed messages are not accepted (their size is unknown until unpacked)")
 
 
+def was_redelivered(message: Any) -> bool:
+    """Whether the broker handed this message out before (AMQP, Redis, filesystem)."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
+    raw = getattr(message, "_raw", None)  # kombu's virtual transports mark the payload
+    return bool(
+        headers.get("redelivered")
+        or info.get("redelivered")
+        or (isinstance(raw, dict) and raw.get("redelivered"))
+    )
+
+
+def deliveries_so_far(message: Any) -> int:
+    """How many times this message was delivered before, by the count it carries."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    count = headers.get(DELIVERIES_HEADER)
+    return count if isinstance(count, int) and count >= 1 else 1
+
+
 class CustodyConsumer(Consumer):  # type: ignore[misc]
     def create_task_handler(self, promise: Any = promise) -> Any:
         handle = super().create_task_handler(promise)
 
         def on_task_received(message: Any) -> Any:
             problem = inspect_message(message)
-            if problem is None:
+            if problem is not None:
+                self._bury(message, problem)
+            elif was_redelivered(message):
+                self._count_redelivery(message)
+            else:
                 return handle(message)
-            self._bury(message, problem)
             return None
 
         return on_task_received
@@ -155,11 +186,75 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._bury(message, f"invalid task message: {exc}")
 
-    def _bury(self, message: Any, reason: str) -> None:
+    def _count_redelivery(self, message: Any) -> None:
+        """Send a redelivered message on with its delivery count, or dead-letter it."""
+        settings = self.app.custody_runtime.settings
+        deliveries = deliveries_so_far(message) + 1
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        if deliveries > settings.max_deliveries:
+            self._bury(
+                message,
+                f"delivered {deliveries - 1} times without an outcome (the worker was lost or "
+                "the hard time limit passed each time)",
+                attempts=deliveries - 1,
+            )
+            return
+        log.warning(
+            "message %s redelivered (delivery %d of at most %d)",
+            headers.get("id"),
+            deliveries,
+            settings.max_deliveries,
+        )
+        queue = commands_queue(settings.commands_queue)
+        properties = message.properties if isinstance(message.properties, dict) else {}
+        forwarded = {
+            k: properties[k] for k in ("correlation_id", "reply_to", "priority") if k in properties
+        }
         try:
-            bury_message(self.app.custody_runtime.uow, message, reason)
+            with self.app.producer_or_acquire() as producer:
+                producer.publish(
+                    message.body,
+                    exchange=queue.exchange,
+                    routing_key=queue.routing_key,
+                    headers={
+                        **{k: v for k, v in headers.items() if k != "redelivered"},
+                        DELIVERIES_HEADER: deliveries,
+                    },
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    retry=True,
+                    retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+                    **forwarded,
+                )
         except Exception:
-            # Not acknowledged: the broker hands it out again later (visibility timeout).
-            log.exception("could not store a dead letter; message left unacknowledged")
+            log.exception("could not forward redelivered message %s", headers.get("id"))
+            self._requeue_later(message)
             return
         message.ack()
+
+    def _bury(self, message: Any, reason: str, *, attempts: int = 1) -> None:
+        try:
+            bury_message(self.app.custody_runtime.uow, message, reason, attempts=attempts)
+        except Exception:
+            log.exception("could not store a dead letter; message goes back to the broker")
+            self._requeue_later(message)
+            return
+        message.ack()
+
+    def _requeue_later(self, message: Any) -> None:
+        """Give the message back to the broker after a pause (the store may be down for a
+        while): it is neither lost nor kept here holding a prefetch slot, nor spun on."""
+        delay_s = self.app.custody_runtime.settings.retry_backoff_max_s
+
+        def requeue() -> None:
+            if getattr(message.channel, "closed", False):
+                # Received on a connection since replaced: rejecting through it would drop
+                # the message (kombu's Redis transport); the broker restores it instead.
+                return
+            try:
+                message.reject(requeue=True)
+            except Exception:  # connection gone: the broker restores it (visibility timeout)
+                log.warning("could not requeue message; the broker restores it", exc_info=True)
+
+        self.timer.call_after(delay_s, requeue)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Engine
 
 from models import constants as c
@@ -13,7 +15,7 @@ from models.settings import Settings
 from models.store import SqlUnitOfWork
 from tasks.authenticate import Authenticator
 from tasks.keys import ensure_local_key
-from tasks.retry import RetryPolicy
+from tasks.retry import RetryPolicy, publish_policy
 
 
 class Runtime:
@@ -24,6 +26,7 @@ class Runtime:
             base_s=settings.retry_backoff_base_s,
             max_s=settings.retry_backoff_max_s,
         )
+        self.publish_policy = publish_policy(settings.task_time_limit_s)
         self._engine: Engine | None = None
         self._master_key: MasterKey | None = None
         self._authenticator: Authenticator | None = None
@@ -31,7 +34,8 @@ class Runtime:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_engine(self.settings.resolved_database_url)
+            url = self.settings.resolved_database_url
+            self._engine = create_engine(url, **_session_options(url, self.settings))
         return self._engine
 
     @property
@@ -83,3 +87,12 @@ class Runtime:
                 uow.commit()
             with self.uow() as uow:
                 ensure_local_key(uow, self.master_key, self.settings.home)
+
+
+def _session_options(url: str, settings: Settings) -> dict[str, Any]:
+    """PostgreSQL sessions wait for a row lock at most ``lock_timeout``: a lock held too long
+    ends the attempt as a retryable fault instead of running into the time limit."""
+    if not url.startswith("postgresql"):
+        return {}
+    lock_timeout_ms = int(settings.effective_lock_timeout_s * 1000)
+    return {"connect_args": {"options": f"-c lock_timeout={lock_timeout_ms}"}}

@@ -1,0 +1,1 @@
+"""The fault-injection suite: `python -m faults` (see docs/operations.md)."""
