@@ -66,15 +66,27 @@ def cli() -> None:
     "--pool", type=click.Choice(["prefork", "solo", "threads"]), default=None, help="Pool kind."
 )
 @click.option("--loglevel", "-l", default=None, help="DEBUG, INFO, WARNING…")
+@click.option(
+    "--relay/--no-relay",
+    default=None,
+    help="Also run the outbox relay in this process (default: CUSTODY_WORKER_RELAY, "
+    "else only for the embedded default; production runs `custody relay`).",
+)
 @pass_ctx
-def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: str | None) -> None:
+def worker(
+    ctx: Context,
+    concurrency: int | None,
+    pool: str | None,
+    loglevel: str | None,
+    relay: bool | None,
+) -> None:
     """Consume commands and apply them."""
     from worker.app import create_app
 
     settings = ctx.settings
     runtime = ctx.runtime()
     runtime.close()  # forked children open their own connections
-    app = create_app(settings, runtime)
+    app = create_app(settings, runtime, relay=settings.relay_in_worker if relay is None else relay)
     level = (loglevel or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.worker_main(
@@ -213,9 +225,12 @@ def status(ctx: Context, request_id: str, organization: str | None, as_json: boo
 
 
 def _register_more() -> None:
-    from cli import demo
+    from cli import demo, events, owners
 
     cli.add_command(demo.demo)
+    cli.add_command(owners.unassign)
+    cli.add_command(events.relay)
+    cli.add_command(events.events)
 
 
 _register_more()

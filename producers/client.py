@@ -17,7 +17,7 @@ from kombu import Connection, Consumer, Queue
 from pydantic import ValidationError
 
 from models import constants as c
-from models.commands import AssignDevice, Command
+from models.commands import AssignDevice, Command, UnassignDevice
 from models.errors import Rejected
 from models.settings import Settings
 from models.topology import commands_queue
@@ -72,10 +72,13 @@ class Client:
         organization: str = c.LOCAL_ORGANIZATION,
         transport_options: dict[str, Any] | None = None,
         queue: str = c.COMMANDS_QUEUE,
+        transport: str | None = None,
     ) -> None:
         self.organization = organization
         self._queue = commands_queue(queue)
-        self._connection = Connection(broker_url, transport_options=transport_options or {})
+        self._connection = Connection(
+            broker_url, transport=transport, transport_options=transport_options or {}
+        )
         self._producer: Any = None
         self._reply_queue: Queue | None = None
         self._replies: defaultdict[str, list[Reply]] = defaultdict(list)
@@ -89,6 +92,7 @@ class Client:
             organization=organization or settings.organization,
             transport_options=settings.broker_transport_options(),
             queue=settings.commands_queue,
+            transport=settings.broker_transport,
         )
 
     # -- commands -------------------------------------------------------------------------
@@ -114,6 +118,24 @@ class Client:
                 auto_create_device=auto_create_device,
                 device_type=device_type,
             ),
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def unassign_device(
+        self,
+        device_identifier: str,
+        customer_emails: Iterable[str],
+        *,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        command = build(
+            UnassignDevice,
+            request_id=request_id or new_request_id(),
+            organization_id=self.organization,
+            device_identifier=device_identifier,
+            customer_emails=list(customer_emails),
         )
         return self.send(command, wait=wait, timeout_s=timeout_s)
 

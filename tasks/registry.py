@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from models.commands import AssignDevice, Command
+from models.commands import AssignDevice, Command, UnassignDevice
 from models.commands import WireModel as Result
 from models.ports import UnitOfWork
 from tasks.assign_device import assign_device
+from tasks.unassign_device import unassign_device
 
 Handler = Callable[[Any, UnitOfWork], Result]
 
@@ -28,5 +29,6 @@ COMMANDS: dict[str, CommandSpec] = {
     spec.task_name: spec
     for spec in [
         CommandSpec(AssignDevice, assign_device),
+        CommandSpec(UnassignDevice, unassign_device),
     ]
 }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
+from worker.relay import RelayThread
 from worker.runtime import Runtime
 
 
@@ -18,6 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue = commands_queue(settings.commands_queue)
     return {
         "broker_url": settings.resolved_broker_url,
+        "broker_transport": settings.broker_transport,
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_protocol": 2,
@@ -46,11 +48,45 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+class RelayStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The outbox relay as a thread of the worker's main process, started once the pool
+    has forked its children and stopped when the worker stops."""
+
+    label = "custody relay"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: RelayThread | None = None
+
+    def include_if(self, worker: Any) -> bool:
+        return bool(getattr(worker.app, "custody_relay", False))
+
+    def start(self, worker: Any) -> None:
+        self.thread = RelayThread(worker.app.custody_runtime.settings)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    def terminate(self, worker: Any) -> None:
+        self.stop(worker)
+
+    def shutdown(self, worker: Any) -> None:
+        self.stop(worker)
+
+
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, *, relay: bool = False
+) -> Celery:
     runtime = runtime or Runtime(settings)
     app = Celery("custody", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.custody_runtime = runtime  # type: ignore[attr-defined]
+    app.custody_relay = relay  # type: ignore[attr-defined]
+    app.steps["worker"].add(RelayStep)
     register_tasks(app, runtime)
 
     def _reset(**_: Any) -> None:
