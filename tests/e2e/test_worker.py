@@ -141,6 +141,7 @@ def test_unparsable_messages_are_dead_lettered_with_their_body_and_the_worker_go
     queue = commands_queue(stack.settings.commands_queue)
     with Connection(
         stack.settings.resolved_broker_url,
+        transport=stack.settings.broker_transport,
         transport_options=stack.settings.broker_transport_options(),
     ) as conn:
         conn.Producer().publish(
