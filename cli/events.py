@@ -130,7 +130,7 @@ def schemas(folder: Path, check: bool) -> None:
     """Write the JSON Schemas of the CloudEvent envelope and of each event type's data."""
     from models.events import event_json_schemas
 
-    stale = []
+    stale: list[str] = []
     for stem, schema in event_json_schemas().items():
         path = folder / f"{stem}.json"
         text = schema_text(schema)
@@ -144,7 +144,10 @@ def schemas(folder: Path, check: bool) -> None:
         raise click.ClickException(
             f"out of date: {', '.join(stale)}; run `custody events schemas` and commit them"
         )
-    click.echo(f"{len(stale)} schema file(s) {'stale' if check else 'written'} in {folder}")
+    if stale:
+        click.echo(f"{len(stale)} schema file(s) written in {folder}")
+    else:
+        click.echo(f"the schema files in {folder} are up to date")
 
 
 def schema_text(schema: dict[str, Any]) -> str:
