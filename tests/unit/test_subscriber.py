@@ -92,7 +92,7 @@ def test_subscribers_with_different_patterns_each_get_only_theirs(exchange, tmp_
     events = [an_event(DeviceAssigned), an_event(DeviceUnassigned), an_event(DeviceAssigned)]
     publish(exchange, *events)
     for sub in subs:
-        sub.consume(until=lambda: sub.pending() == 0)
+        sub.consume(until=lambda sub=sub: sub.pending() == 0)
     assert [e.type for e in assigned] == ["device.assigned", "device.assigned"]
     assert [e.type for e in unassigned] == ["device.unassigned"]
     assert [e.id for e in everything] == [e.event_id for e in events]
