@@ -106,8 +106,7 @@ def tail(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     shown = 0
     with watcher:
-        if not as_json:
-            click.echo(f"watching {' '.join(watcher.patterns)} (Ctrl-C to stop)", err=True)
+        click.echo(f"watching {' '.join(watcher.patterns)} (Ctrl-C to stop)", err=True)
         for event in watcher.events(idle_timeout_s=idle_timeout_s):
             if as_json:
                 click.echo(json.dumps(event.to_wire(), ensure_ascii=False))

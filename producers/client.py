@@ -57,9 +57,15 @@ def build(model: type[Command], **fields: Any) -> Command:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in error["loc"]) or "command"
+            where = ".".join(_wire_name(model, p) for p in error["loc"]) or "command"
             lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         raise Rejected.invalid(*lines) from exc
+
+
+def _wire_name(model: type[Command], part: str | int) -> str:
+    """A field as the wire spells it (``deviceIdentifier``, not ``device_identifier``)."""
+    field = model.model_fields.get(str(part))
+    return (field.alias if field is not None and field.alias else None) or str(part)
 
 
 class Client:

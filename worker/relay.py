@@ -69,11 +69,12 @@ class KombuPublisher:
     def publish(self, events: list[PendingEvent]) -> None:
         if self._producer is None:
             self._producer = self._connection.Producer(serializer="json")
-        if self._spaced:
-            self._last_ms = _millisecond()  # later than anything published before this call
+        if self._spaced:  # anything published before this call is named by now or earlier
+            self._last_ms = _millisecond()
         for event in events:
             if self._spaced:
-                self._next_millisecond()
+                while _millisecond() <= self._last_ms:
+                    time.sleep(0.0002)
             self._producer.publish(
                 event.payload,
                 exchange=self._exchange,
@@ -86,11 +87,8 @@ class KombuPublisher:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
             )
-
-    def _next_millisecond(self) -> None:
-        while (now := _millisecond()) <= self._last_ms:
-            time.sleep(0.0002)
-        self._last_ms = now
+            if self._spaced:  # its file is named by now or earlier
+                self._last_ms = _millisecond()
 
     def close(self) -> None:
         self._connection.release()
