@@ -15,6 +15,10 @@ for the events of the measured period (the first seconds are warm-up):
 - commit -> subscriber: from the event's `time` (the transaction's clock, read as it
   began) to the handler call: commit, relay wake-up, publication, broker, subscriber
 
+With ``--backlog N`` it measures the relay's own rate instead: N committed events wait in
+the outbox before the relay starts, and the time until the subscriber has them all is
+printed.
+
 With ``--in-process`` the commands are applied by a process of the benchmark (the same
 pipeline the worker runs, four threads) instead of a Celery worker, so the database sees
 the steady rate even on a machine too busy to run the worker that fast; it also prints
@@ -142,6 +146,50 @@ def run_producer(out: Path, rate: float, duration_s: float, in_process: bool) ->
     engine.dispose()
 
 
+def drain_backlog(count: int, url: str, folder: Path, spawn, me: str, received_file: Path) -> None:
+    """N events committed first, then one relay: how fast it moves them to a subscriber."""
+    from models.domain import DeviceAssigned, OwnerRef
+    from models.events import to_cloud_event
+    from models.ports import OutboxRecord
+    from models.store import SqlUnitOfWork
+
+    engine = create_engine(url)
+    owner = OwnerRef(1, "owner@example.com")
+    with SqlUnitOfWork(engine) as uow:
+        records = []
+        for n in range(count):
+            fact = DeviceAssigned(f"SN-{n % 100}", n % 100, False, [owner], [owner])
+            event = to_cloud_event(
+                fact, organization_id=ORG, request_id=f"b-{n}", sequence=0, time=uow.now
+            )
+            records.append(OutboxRecord(event.id, ORG, event.type, event.subject, event.to_wire()))
+        uow.outbox.add(records)
+        uow.commit()
+    engine.dispose()
+    subscriber = spawn(
+        me,
+        "--role",
+        "subscriber",
+        "--out",
+        str(received_file),
+        "--backlog",
+        str(count),
+        log="subscriber.log",
+    )
+    wait_for(folder / "subscriber.ready", 60, "subscriber")
+    started = time.time()
+    spawn("-m", "cli", "relay", log="relay.log")
+    subscriber.wait(timeout=600)
+    received = read_lines(received_file)
+    last = max(row[2] for row in received)
+    print(
+        f"backlog of {count} events: the subscriber had {len(received)} after "
+        f"{last - started:.1f}s from the relay's start ({len(received) / (last - started):.0f}"
+        "/s, relay start-up included; batches of 100)"
+    )
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (shared)")
+
+
 # -- the orchestration ------------------------------------------------------------------------
 
 
@@ -212,10 +260,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="first seconds not measured")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--in-process", action="store_true", help="no worker: apply here")
+    parser.add_argument("--backlog", type=int, default=0, help="measure draining N events")
     parser.add_argument("--role", choices=["subscriber", "producer"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    total = int(args.rate * args.duration)
+    total = args.backlog or int(args.rate * args.duration)
     if args.role == "subscriber":
         return run_subscriber(args.out, total)
     if args.role == "producer":
@@ -258,6 +307,8 @@ def main() -> None:
         me = str(Path(__file__).resolve())
         received_file, sent_file = folder / "received.jsonl", folder / "sent.jsonl"
         options = ["--rate", str(args.rate), "--duration", str(args.duration)]
+        if args.backlog:
+            return drain_backlog(args.backlog, url, folder, spawn, me, received_file)
         subscriber = spawn(
             me, "--role", "subscriber", "--out", str(received_file), *options, log="subscriber.log"
         )
