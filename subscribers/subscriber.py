@@ -197,8 +197,8 @@ class Subscriber:
         while True:
             try:
                 self.declare()
-                if self._consume(stop, idle_timeout_s, until):
-                    return
+                self._consume(stop, idle_timeout_s, until)
+                return
             except self._connection.recoverable_connection_errors as exc:
                 failures += 1
                 delay = min(30.0, 0.5 * 2**failures)
@@ -216,7 +216,7 @@ class Subscriber:
         stop: threading.Event | None,
         idle_timeout_s: float | None,
         until: Callable[[], bool] | None,
-    ) -> bool:
+    ) -> None:
         consumer = Consumer(
             self._connection.default_channel,
             queues=[self._queue],
@@ -235,8 +235,7 @@ class Subscriber:
                         idle_timeout_s is not None
                         and time.monotonic() - idle_since >= idle_timeout_s
                     ):
-                        break
-        return True
+                        return
 
     def _on_message(self, message: Any) -> None:
         try:
