@@ -213,7 +213,11 @@ class RelayThread(threading.Thread):
         self._stopping = threading.Event()
 
     def run(self) -> None:
-        relay = relay_from_settings(self._settings)  # made here: its connections stay here
+        try:
+            relay = relay_from_settings(self._settings)  # made here: its connections stay here
+        except Exception:
+            log.exception("the relay could not start; events stay in the outbox")
+            return
         try:
             relay.run(self._stopping)
         finally:
