@@ -19,9 +19,9 @@ from kombu import Connection
 
 from models import constants as c
 from models.database import create_engine
+from models.outbox_feed import SqlOutboxFeed
 from models.ports import OutboxFeed, PendingEvent
 from models.settings import Settings
-from models.store import SqlOutboxFeed
 from models.topology import events_exchange
 
 log = logging.getLogger("custody.relay")

@@ -73,6 +73,28 @@ def unsent_events(engine: Any, org: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+class Recorder:
+    """A subscriber's handler: what it was called with, in order."""
+
+    def __init__(self, org: str) -> None:
+        self.org = org
+        self.events: list = []
+
+    def __call__(self, event) -> None:
+        if event.organizationid == self.org:  # other tests publish on the same exchange
+            self.events.append(event)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+def consume_until(subscriber, recorder: Recorder, count: int, *, timeout_s: float = 30) -> None:
+    """Until ``count`` events of the org were handled, then a moment more to catch extras."""
+    deadline = time.monotonic() + timeout_s
+    subscriber.consume(until=lambda: len(recorder.events) >= count or time.monotonic() > deadline)
+    subscriber.consume(idle_timeout_s=0.5)
+
+
 def start_relay(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from models import constants as c
 from models import tables as t
-from models.store import SqlOutboxFeed
+from models.outbox_feed import SqlOutboxFeed
 from subscribers import RedisSeenEvents, Subscriber
 from tests.backends import SqlBackend
 from tests.helpers import assign_body, deliver, new_device, unassign_body
