@@ -143,3 +143,21 @@ def test_the_loop_survives_failures_and_stops_when_asked():
     assert not thread.is_alive()
     assert len(db.state.sent) == 2 and relay.published == 2
     assert feed.waits >= 1
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "worker_relay", "expected"),
+    [
+        (None, None, True),  # the embedded default: `custody worker` alone is complete
+        ("redis://localhost:6379/0", None, False),  # production runs `custody relay`
+        ("redis://localhost:6379/0", True, True),
+        (None, False, False),
+    ],
+)
+def test_the_worker_runs_the_relay_by_default_only_when_embedded(
+    broker_url, worker_relay, expected, tmp_path
+):
+    from models.settings import Settings
+
+    settings = Settings(home=tmp_path, broker_url=broker_url, worker_relay=worker_relay)
+    assert settings.relay_in_worker is expected
