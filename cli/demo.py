@@ -1,5 +1,6 @@
-"""``custody demo``: the quick start. Starts a worker, applies the seed examples, shows
-their results, stops the worker. Runs on whatever the settings name (embedded by default)."""
+"""``custody demo``: the quick start. Starts a worker (with the outbox relay inside it),
+applies the seed examples, shows each result and the events it published, stops the
+worker. Runs on whatever the settings name (embedded by default)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,46 @@ ASSIGN_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
         {"device_identifier": "SN-0000", "customer_emails": ["dave@example.com"]},
     ),
 ]
+
+# Its unassign sibling: remove owner mappings.
+UNASSIGN_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "remove one owner of the family device, and someone who never owned it",
+        {
+            "device_identifier": "SN-1001",
+            "customer_emails": ["bob@example.com", "erin@example.com"],
+        },
+    ),
+]
+
+EVENT_WAIT_S = 15.0  # longest wait for the event of a change
+
+
+def expects_event(result: dict[str, Any], *, replayed: bool) -> bool:
+    """Whether the command changed something, so that an event was published."""
+    if replayed or not result.get("success"):
+        return False
+    if "customers" in result:
+        return any(not c["alreadyAssigned"] for c in result["customers"])
+    if "removedEmails" in result:
+        return bool(result["removedEmails"])
+    return True
+
+
+def show_events(tail: Any, answer: Any) -> None:
+    """Print the events the command published, as a subscriber receives them."""
+    from subscribers.describe import describe_event
+
+    if not expects_event(answer.result, replayed=answer.replayed):
+        click.secho("  event: none (nothing changed)", dim=True)
+        return
+    deadline = time.monotonic() + EVENT_WAIT_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        event = tail.next(timeout_s=remaining)
+        if event is not None and event.correlationid == answer.request_id:
+            click.secho(f"  event: {describe_event(event)}", fg="cyan")
+            return
+    click.secho(f"  event: none arrived within {EVENT_WAIT_S:g}s (is a relay running?)", fg="red")
 
 
 # The examples of the "Create device access" page, granted by the owner of SN-1001.
@@ -96,6 +137,7 @@ def demo(obj: Any, timeout_s: float) -> None:
     """Start a worker, apply the documentation's examples and print what happened."""
     from cli.main import Context
     from producers.client import Client, Reply
+    from subscribers.tail import EventTail
 
     ctx = obj if isinstance(obj, Context) else Context()
     settings = ctx.settings
@@ -103,16 +145,18 @@ def demo(obj: Any, timeout_s: float) -> None:
     click.echo(f"database {settings.resolved_database_url}")
     click.echo(f"broker   {settings.resolved_broker_url}")
     log_path = settings.home / "demo-worker.log"
-    click.echo(f"worker   started, its log in {log_path}")
+    click.echo(f"worker   started with the outbox relay inside, its log in {log_path}")
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            [sys.executable, "-m", "cli", "worker", "--pool", "solo", "--relay", "-l", "INFO"],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
     started = time.monotonic()
+    tail = EventTail.from_settings(settings, organization=settings.organization)
+    click.echo("events   watched like `custody events tail` does")
     try:
-        with Client.from_settings(settings) as client:
+        with tail, Client.from_settings(settings) as client:
             for n, (title, fields) in enumerate(ASSIGN_EXAMPLES, 1):
                 click.secho(f"\n[{n}] assign_device: {title}", bold=True)
                 answer = client.assign_device(
@@ -123,6 +167,7 @@ def demo(obj: Any, timeout_s: float) -> None:
                     " (replayed: this requestId was already processed)" if answer.replayed else ""
                 )
                 click.echo(describe_result(answer.result, request_id=answer.request_id) + suffix)
+                show_events(tail, answer)
             for n, (title, fields) in enumerate(GRANT_EXAMPLES, 1):
                 click.secho(f"\n[{n}] grant_access: {title}", bold=True)
                 answer = client.grant_access(
@@ -139,6 +184,18 @@ def demo(obj: Any, timeout_s: float) -> None:
                 )
                 text = describe_access_result(answer.result, request_id=answer.request_id)
                 click.echo(text + suffix)
+                show_events(tail, answer)
+            for n, (title, fields) in enumerate(UNASSIGN_EXAMPLES, 1):
+                click.secho(f"\n[{len(ASSIGN_EXAMPLES) + n}] unassign_device: {title}", bold=True)
+                answer = client.unassign_device(
+                    **fields, request_id=f"demo-unassign-{n}", wait=True, timeout_s=timeout_s
+                )
+                assert isinstance(answer, Reply)
+                suffix = (
+                    " (replayed: this requestId was already processed)" if answer.replayed else ""
+                )
+                click.echo(describe_result(answer.result, request_id=answer.request_id) + suffix)
+                show_events(tail, answer)
     finally:
         worker.terminate()
         worker.wait(timeout=30)

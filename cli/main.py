@@ -66,8 +66,20 @@ def cli() -> None:
     "--pool", type=click.Choice(["prefork", "solo", "threads"]), default=None, help="Pool kind."
 )
 @click.option("--loglevel", "-l", default=None, help="DEBUG, INFO, WARNING…")
+@click.option(
+    "--relay/--no-relay",
+    default=None,
+    help="Also run the outbox relay in this process (default: CUSTODY_WORKER_RELAY, "
+    "else only for the embedded default; production runs `custody relay`).",
+)
 @pass_ctx
-def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: str | None) -> None:
+def worker(
+    ctx: Context,
+    concurrency: int | None,
+    pool: str | None,
+    loglevel: str | None,
+    relay: bool | None,
+) -> None:
     """Consume commands and apply them."""
     from worker.app import create_app
 
@@ -75,7 +87,7 @@ def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: st
     runtime = ctx.runtime()
     runtime.authenticator  # noqa: B018  (no master key where signatures are required: stop now)
     runtime.close()  # forked children open their own connections
-    app = create_app(settings, runtime)
+    app = create_app(settings, runtime, relay=settings.relay_in_worker if relay is None else relay)
     level = (loglevel or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.worker_main(
@@ -219,17 +231,17 @@ def status(ctx: Context, request_id: str, organization: str | None, as_json: boo
 
 
 def _register_more() -> None:
-    from cli import access, demo, health, keys
+    from cli import access, dead_letters, demo, events, health, keys, owners
 
     cli.add_command(demo.demo)
     cli.add_command(health.health)
     cli.add_command(keys.keys)
+    cli.add_command(dead_letters.dead_letters)
+    cli.add_command(owners.unassign)
+    cli.add_command(events.relay)
+    cli.add_command(events.events)
     for command in access.COMMANDS:
         cli.add_command(command)
-
-    from cli import dead_letters
-
-    cli.add_command(dead_letters.dead_letters)
 
 
 _register_more()

@@ -35,6 +35,17 @@ def describe_result(result: dict[str, Any], *, request_id: str | None = None) ->
             )
         if result.get("skippedEmails"):
             lines.append(f"  skipped invalid e-mail(s): {', '.join(result['skippedEmails'])}")
+    elif "removedEmails" in result:
+        lines.append(
+            f"{result.get('message')}: device {result.get('deviceIdentifier')!r} "
+            f"(id {result.get('deviceId')})"
+        )
+        for email in result["removedEmails"]:
+            lines.append(f"  {email:<32} removed")
+        for email in result.get("notOwnerEmails") or []:
+            lines.append(f"  {email:<32} was not an owner")
+        if result.get("skippedEmails"):
+            lines.append(f"  skipped invalid e-mail(s): {', '.join(result['skippedEmails'])}")
     else:
         lines.append(json.dumps(result, ensure_ascii=False))
     if request_id:

@@ -179,6 +179,6 @@ def _revoked(event: AccessRevoked) -> WireModel:
     )
 
 
-register_event_data(AccessGranted, _granted)
-register_event_data(AccessUpdated, _updated)
-register_event_data(AccessRevoked, _revoked)
+register_event_data(AccessGranted, _granted, model=AccessGrantedData)
+register_event_data(AccessUpdated, _updated, model=AccessUpdatedData)
+register_event_data(AccessRevoked, _revoked, model=AccessRevokedData)

@@ -86,3 +86,14 @@ class AssignDevice(Command):
         if self.auto_create_device and self.device_type is None:
             raise ValueError("deviceType is required when autoCreateDevice is true")
         return self
+
+
+class UnassignDevice(Command):
+    """Remove owner mappings of a device; the customers themselves stay."""
+
+    task_name: ClassVar[str] = c.UNASSIGN_DEVICE
+
+    device_identifier: DeviceIdentifier
+    customer_emails: Annotated[
+        list[RawEmail], Field(min_length=1, max_length=c.MAX_EMAILS_PER_COMMAND)
+    ]

@@ -22,6 +22,15 @@ ACCESS_GRANTED = "access.granted"
 ACCESS_UPDATED = "access.updated"
 ACCESS_REVOKED = "access.revoked"
 
+# Queue of one event subscriber: PREFIX + name, bound to EVENTS_EXCHANGE by its patterns.
+SUBSCRIBER_QUEUE_PREFIX = "custody.subscriber."
+# Suffix of the queue where a subscriber parks events its handler kept failing on.
+PARKED_QUEUE_SUFFIX = ".parked"
+# Prefix of the throw-away queue of one `custody events tail`.
+TAIL_QUEUE_PREFIX = "custody.tail."
+# PostgreSQL channel notified in the transaction that writes outbox rows; the relay listens.
+OUTBOX_CHANNEL = "custody_outbox"
+
 # CloudEvents "source" of every event custody emits.
 EVENT_SOURCE = "urn:custody"
 

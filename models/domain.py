@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from email_validator import EmailNotValidError, validate_email
 
-from models.constants import DEVICE_ASSIGNED, MAX_EMAIL_CHARS
+from models.constants import DEVICE_ASSIGNED, DEVICE_UNASSIGNED, MAX_EMAIL_CHARS
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,12 @@ class DeviceAssigned(DomainEvent):
     owners: list[OwnerRef] = field(default_factory=list)
 
     type: ClassVar[str] = DEVICE_ASSIGNED
+
+
+@dataclass(frozen=True)
+class DeviceUnassigned(DomainEvent):
+    device_id: int
+    owners_removed: list[OwnerRef] = field(default_factory=list)
+    owners: list[OwnerRef] = field(default_factory=list)  # the owners that remain
+
+    type: ClassVar[str] = DEVICE_UNASSIGNED

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from models import constants as c
 from models.commands import WireModel
-from models.domain import DeviceAssigned, DomainEvent, OwnerRef
+from models.domain import DeviceAssigned, DeviceUnassigned, DomainEvent, OwnerRef
 
 _EVENT_NAMESPACE = uuid.UUID("6f1c4a52-7d0e-4a8e-9c55-2a6a2f0f6a10")
 
@@ -31,6 +31,13 @@ class DeviceAssignedData(WireModel):
     device_created: bool
     owners_added: list[Owner]
     owners: list[Owner]
+
+
+class DeviceUnassignedData(WireModel):
+    device_id: int
+    device_identifier: str
+    owners_removed: list[Owner]
+    owners: list[Owner]  # the owners that remain
 
 
 class CloudEvent(BaseModel):
@@ -67,15 +74,50 @@ def _device_assigned(event: DeviceAssigned) -> WireModel:
     )
 
 
+def _device_unassigned(event: DeviceUnassigned) -> WireModel:
+    return DeviceUnassignedData(
+        device_id=event.device_id,
+        device_identifier=event.device_identifier,
+        owners_removed=_owners(event.owners_removed),
+        owners=_owners(event.owners),
+    )
+
+
 # One converter per domain event: the wire shape of its ``data``.
 _DATA: dict[type[DomainEvent], Callable[[Any], WireModel]] = {
     DeviceAssigned: _device_assigned,
+    DeviceUnassigned: _device_unassigned,
+}
+
+# The pydantic model of each event type's ``data``: the source of its JSON Schema.
+DATA_MODELS: dict[str, type[WireModel]] = {
+    c.DEVICE_ASSIGNED: DeviceAssignedData,
+    c.DEVICE_UNASSIGNED: DeviceUnassignedData,
 }
 
 
-def register_event_data(kind: type[DomainEvent], convert: Callable[[Any], WireModel]) -> None:
-    """Declare the wire shape of a domain event's ``data``."""
+def register_event_data(
+    kind: type[DomainEvent],
+    convert: Callable[[Any], WireModel],
+    *,
+    model: type[WireModel] | None = None,
+) -> None:
+    """Declare the wire shape of a domain event's ``data`` (``model`` for its JSON Schema)."""
     _DATA[kind] = convert
+    if model is not None:
+        DATA_MODELS[kind.type] = model
+
+
+def _register_every_event() -> None:
+    """Import the modules that declare event data beside their feature (they import this
+    one, so they cannot be imported at the top of it)."""
+    import models.access_wire  # noqa: F401
+
+
+def registered_event_types() -> list[str]:
+    """Every event type a handler can emit."""
+    _register_every_event()
+    return sorted(kind.type for kind in _DATA)
 
 
 def event_id(organization_id: str, request_id: str, sequence: int) -> str:
@@ -96,3 +138,26 @@ def to_cloud_event(
         organizationid=organization_id,
         data=data.to_wire(),
     )
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def event_json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas of the envelope (``cloudevent``) and of each event type's ``data``,
+    keyed by file stem; what ``custody events schemas`` writes under ``schemas/events``."""
+    _register_every_event()
+    schemas: dict[str, dict[str, Any]] = {
+        "cloudevent": {
+            "$schema": JSON_SCHEMA_DIALECT,
+            **CloudEvent.model_json_schema(mode="serialization"),
+            "title": "custody CloudEvent 1.0, structured JSON mode",
+        }
+    }
+    for event_type, model in sorted(DATA_MODELS.items()):
+        schemas[f"{event_type}.data"] = {
+            "$schema": JSON_SCHEMA_DIALECT,
+            **model.model_json_schema(by_alias=True, mode="serialization"),
+            "title": f"data of {event_type}",
+        }
+    return schemas

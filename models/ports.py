@@ -6,6 +6,7 @@ One unit of work is one transaction: leaving the block without ``commit()`` roll
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -107,6 +108,9 @@ class Customers(Protocol):
 
     def find(self, organization_id: str, email: str) -> Customer | None:
         """The customer with this (normalized) address, if there is one; creates nothing."""
+
+    def find_all(self, organization_id: str, emails: list[str]) -> list[Customer]:
+        """The customers that exist for these addresses, in given order; creates none."""
         ...
 
 
@@ -117,6 +121,10 @@ class Owners(Protocol):
 
     def of(self, device_id: int) -> list[Customer]:
         """Every owner of the device, oldest first."""
+        ...
+
+    def remove(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
+        """Delete owner rows; returns the customer ids that were owners until now."""
         ...
 
 
@@ -233,3 +241,43 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+# The relay's side of the outbox: committed rows not yet published.
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """One committed outbox row waiting to be published; ``payload`` is the CloudEvent."""
+
+    id: int
+    event_id: str
+    type: str
+    subject: str
+    payload: dict[str, Any]
+
+
+class OutboxBatch(Protocol):
+    events: list[PendingEvent]  # in commit order per subject (device)
+
+    def mark_sent(self) -> None:
+        """Record the batch as published; takes effect when the claim ends without error."""
+        ...
+
+
+class OutboxFeed(Protocol):
+    def claim(self, limit: int) -> AbstractContextManager[OutboxBatch]:
+        """Hold up to ``limit`` unsent events so no other relay publishes them meanwhile.
+
+        Leaving the block with an exception (or dying inside it) releases them unsent."""
+        ...
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until outbox rows may have been committed, or ``timeout_s`` passed."""
+        ...
+
+    def prune_sent(self, before: datetime) -> int:
+        """Delete rows published before ``before``; returns how many."""
+        ...
+
+    def close(self) -> None: ...

@@ -44,3 +44,14 @@ class AssignDeviceResult(WireModel):
     device_created: bool
     customers: list[AssignedCustomer]
     skipped_emails: list[str] = Field(default_factory=list)
+
+
+class UnassignDeviceResult(WireModel):
+    success: Literal[True] = True
+    status_code: int = 200
+    message: str
+    device_id: int
+    device_identifier: str
+    removed_emails: list[str]  # were owners, are not any more
+    not_owner_emails: list[str]  # valid addresses that did not own the device
+    skipped_emails: list[str] = Field(default_factory=list)

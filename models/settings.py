@@ -68,6 +68,28 @@ class Settings(BaseSettings):
             return self.require_signatures
         return not self.embedded
 
+    # Events (SPEC section 4): the outbox relay and subscribers.
+    worker_relay: bool | None = Field(
+        default=None, description="run the relay inside `custody worker`; default: if embedded"
+    )
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    relay_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="longest wait for a commit signal before polling"
+    )
+    outbox_retention_s: float = Field(
+        default=7 * 86_400.0, ge=0, description="sent outbox rows kept this long; 0 = forever"
+    )
+    subscriber_max_attempts: int = Field(default=5, ge=1, description="handler calls per event")
+    subscriber_retry_backoff_s: float = Field(default=0.2, ge=0)
+    subscriber_prefetch: int = Field(default=10, ge=1)
+    subscriber_seen_ttl_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="how long event ids are kept for deduplication"
+    )
+
+    @property
+    def relay_in_worker(self) -> bool:
+        return self.embedded if self.worker_relay is None else self.worker_relay
+
     @property
     def embedded(self) -> bool:
         """True when the broker is the filesystem transport of the embedded default."""

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from models import tables as t
 from models.access import Access, AccessLevel, AccessTerms, Schedule
+from models.constants import OUTBOX_CHANNEL
 from models.domain import Customer, Device, DomainEvent, name_from_email
 from models.errors import Transient
 from models.ports import (
@@ -234,6 +235,20 @@ class SqlCustomers(_Repo):
             id=row.id, organization_id=row.organization_id, email=row.email, name=row.name
         )
 
+    def find_all(self, organization_id: str, emails: list[str]) -> list[Customer]:
+        c = t.customers
+        if not emails:
+            return []
+        query = sa.select(c.c.id, c.c.email, c.c.name).where(
+            c.c.organization_id == organization_id, c.c.email.in_(emails)
+        )
+        found = {row.email: row for row in self._conn.execute(query)}
+        return [
+            Customer(id=found[e].id, organization_id=organization_id, email=e, name=found[e].name)
+            for e in emails
+            if e in found
+        ]
+
 
 class SqlOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
@@ -268,6 +283,21 @@ class SqlOwners(_Repo):
             Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
             for r in self._conn.execute(query)
         ]
+
+    def remove(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
+        o = t.ownerships
+        if not customer_ids:
+            return set()
+        stmt = (
+            sa.delete(o)
+            .where(
+                o.c.organization_id == organization_id,
+                o.c.device_id == device_id,
+                o.c.customer_id.in_(sorted(customer_ids)),
+            )
+            .returning(o.c.customer_id)
+        )
+        return set(self._conn.execute(stmt).scalars())
 
 
 def _access(row: Any) -> Access:
@@ -462,6 +492,9 @@ class SqlOutbox(_Repo):
         if records:
             rows = [{**r.__dict__, "created_at": self._uow.now} for r in records]
             self._conn.execute(sa.insert(t.outbox), rows)
+            if self._conn.dialect.name == "postgresql":
+                # Delivered to listening relays on commit, dropped on rollback.
+                self._conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
 class SqlDeadLetters(_Repo):

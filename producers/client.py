@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from models import constants as c
 from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
-from models.commands import AssignDevice, Command
+from models.commands import AssignDevice, Command, UnassignDevice
 from models.errors import Misconfigured, Rejected
 from models.settings import Settings
 from models.signing import SigningKey, read_key_file, sign
@@ -262,6 +262,25 @@ class Client:
             device_identifier=device_identifier,
             access_id=access_id,
             revoked_by=revoked_by,
+        )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def unassign_device(
+        self,
+        device_identifier: str,
+        customer_emails: Iterable[str],
+        *,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        """Remove the owner mappings of ``customer_emails`` from the device."""
+        command = build(
+            UnassignDevice,
+            request_id=request_id or new_request_id(),
+            organization_id=self.organization,
+            device_identifier=device_identifier,
+            customer_emails=list(customer_emails),
         )
         return self.send(command, wait=wait, timeout_s=timeout_s)
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
-from models.commands import AssignDevice, Command
+from models.commands import AssignDevice, Command, UnassignDevice
 from models.commands import WireModel as Result
 from models.ports import UnitOfWork
 from tasks.assign_device import assign_device
 from tasks.grant_access import grant_access
 from tasks.revoke_access import revoke_access
+from tasks.unassign_device import unassign_device
 from tasks.update_access import update_access
 
 Handler = Callable[[Any, UnitOfWork], Result]
@@ -32,6 +33,7 @@ COMMANDS: dict[str, CommandSpec] = {
     spec.task_name: spec
     for spec in [
         CommandSpec(AssignDevice, assign_device),
+        CommandSpec(UnassignDevice, unassign_device),
         CommandSpec(GrantAccess, grant_access),
         CommandSpec(UpdateAccess, update_access),
         CommandSpec(RevokeAccess, revoke_access),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -19,6 +21,7 @@ from models.domain import Customer, Device, DomainEvent, name_from_email
 from models.ports import (
     DeadLetterRecord,
     OutboxRecord,
+    PendingEvent,
     RejectionRecord,
     SigningKeyRecord,
     StoredDeadLetter,
@@ -38,6 +41,7 @@ class State:
     rejections: list[RejectionRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
     dead_letters: list[StoredDeadLetter] = field(default_factory=list)
+    sent: set[str] = field(default_factory=set)  # event ids the relay marked sent
     next_id: int = 1
 
     def new_id(self) -> int:
@@ -136,6 +140,13 @@ class FakeCustomers(_Repo):
     def find(self, organization_id: str, email: str) -> Customer | None:
         return self.s.customers.get((organization_id, email))
 
+    def find_all(self, organization_id: str, emails: list[str]) -> list[Customer]:
+        return [
+            self.s.customers[(organization_id, e)]
+            for e in emails
+            if (organization_id, e) in self.s.customers
+        ]
+
 
 class FakeOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
@@ -149,6 +160,13 @@ class FakeOwners(_Repo):
     def of(self, device_id: int) -> list[Customer]:
         by_id = {c.id: c for c in self.s.customers.values()}
         return [by_id[cid] for did, cid in self.s.owners if did == device_id]
+
+    def remove(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
+        removed = {cid for did, cid in self.s.owners if did == device_id and cid in customer_ids}
+        self.s.owners = [
+            (did, cid) for did, cid in self.s.owners if not (did == device_id and cid in removed)
+        ]
+        return removed
 
 
 class FakeAccesses(_Repo):
@@ -305,3 +323,44 @@ class FakeUnitOfWork:
 
 def snapshot(db: FakeDatabase) -> Any:
     return copy.deepcopy(db.state)
+
+
+class FakeOutboxBatch:
+    def __init__(self, events: list[PendingEvent]) -> None:
+        self.events = events
+        self.marked = False
+
+    def mark_sent(self) -> None:
+        self.marked = True
+
+
+class FakeOutboxFeed:
+    """The relay's view of the fake outbox: row position = id; marks count only when the
+    claim ends without error, as a transaction would."""
+
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+        self.waits = 0
+
+    @contextmanager
+    def claim(self, limit: int) -> Iterator[FakeOutboxBatch]:
+        s = self.db.state
+        unsent = [
+            PendingEvent(n, r.event_id, r.type, r.subject, copy.deepcopy(r.payload))
+            for n, r in enumerate(s.outbox, 1)
+            if r.event_id not in s.sent
+        ]
+        batch = FakeOutboxBatch(unsent[:limit])
+        yield batch
+        if batch.marked:
+            s.sent |= {e.event_id for e in batch.events}
+
+    def wait(self, timeout_s: float) -> bool:
+        self.waits += 1
+        return False
+
+    def prune_sent(self, before: datetime) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass

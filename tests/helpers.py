@@ -46,3 +46,13 @@ def signed(backend: Any, body: dict[str, Any], org: str | None = None) -> dict[s
 
 def new_device() -> str:
     return f"SN-{uuid.uuid4().hex[:10]}"
+
+
+def unassign_body(org: str, device: str, emails: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "requestId": extra.pop("requestId", f"req-{uuid.uuid4().hex}"),
+        "organizationId": org,
+        "deviceIdentifier": device,
+        "customerEmails": emails,
+        **extra,
+    }

@@ -58,3 +58,17 @@ def test_the_image_copies_every_package():
     dockerfile = (REPO / "Dockerfile").read_text()
     for package in ("models", "tasks", "worker", "producers", "subscribers", "cli"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_a_relay_publishes_events_beside_the_workers_once_the_schema_exists():
+    services = compose()["services"]
+    relay = services["relay"]
+    assert relay["command"] == ["relay"]
+    assert relay["environment"] == compose()["x-custody-env"]
+    depends = relay["depends_on"]
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert depends["redis"]["condition"] == "service_healthy"
+    assert relay.get("restart") == "unless-stopped"
+    # the workers do not run a relay of their own in production (no CUSTODY_WORKER_RELAY)
+    assert "CUSTODY_WORKER_RELAY" not in compose()["x-custody-env"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import worker_process_init
 
 from models.settings import Settings
@@ -13,6 +13,7 @@ from tasks.celery_tasks import register_tasks
 from worker.broker import transport_for
 from worker.consumer import refuse_compressed_messages
 from worker.prefork import pool_for
+from worker.relay import RelayThread
 from worker.runtime import Runtime
 
 
@@ -58,12 +59,46 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+class RelayStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The outbox relay as a thread of the worker's main process, started once the pool
+    has forked its children and stopped when the worker stops."""
+
+    label = "custody relay"
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.thread: RelayThread | None = None
+
+    def include_if(self, worker: Any) -> bool:
+        return bool(getattr(worker.app, "custody_relay", False))
+
+    def start(self, worker: Any) -> None:
+        self.thread = RelayThread(worker.app.custody_runtime.settings)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    def terminate(self, worker: Any) -> None:
+        self.stop(worker)
+
+    def shutdown(self, worker: Any) -> None:
+        self.stop(worker)
+
+
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, *, relay: bool = False
+) -> Celery:
     runtime = runtime or Runtime(settings)
     refuse_compressed_messages()
     app = Celery("custody", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.custody_runtime = runtime  # type: ignore[attr-defined]
+    app.custody_relay = relay  # type: ignore[attr-defined]
+    app.steps["worker"].add(RelayStep)
     register_tasks(app, runtime)
 
     def _reset(**_: Any) -> None:

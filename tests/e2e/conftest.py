@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +50,75 @@ class Stack:
 
     def worker_log(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def subscriber(self, patterns: list[str], handler: Any, *, name: str | None = None) -> Any:
+        """A subscriber with a name of its own, its queue declared."""
+        from subscribers import Subscriber
+
+        sub = Subscriber.from_settings(
+            self.settings, name or f"t-{uuid.uuid4().hex[:10]}", patterns, handler
+        )
+        sub.declare()
+        return sub
+
+    def wait_relayed(self, org: str, *, timeout_s: float = 30.0) -> None:
+        """Until every committed event of ``org`` is marked sent by a relay."""
+        deadline = time.monotonic() + timeout_s
+        while unsent_events(self.backend.engine, org):
+            if time.monotonic() > deadline:
+                pytest.fail(f"events of {org} not relayed within {timeout_s}s:\n{self.logs()}")
+            time.sleep(0.05)
+
+    def logs(self) -> str:
+        relay = self.log.with_name("relay.log")
+        text = self.worker_log()[-3000:]
+        if relay.exists():
+            text += "\n--- relay ---\n" + relay.read_text(errors="replace")[-3000:]
+        return text
+
+
+def unsent_events(engine: Any, org: str) -> int:
+    import sqlalchemy as sa
+
+    from models import tables as t
+
+    o = t.outbox
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).where(o.c.organization_id == org, o.c.sent_at.is_(None))
+        return int(conn.execute(query).scalar_one())
+
+
+class Recorder:
+    """A subscriber's handler: what it was called with, in order."""
+
+    def __init__(self, org: str) -> None:
+        self.org = org
+        self.events: list = []
+
+    def __call__(self, event) -> None:
+        if event.organizationid == self.org:  # other tests publish on the same exchange
+            self.events.append(event)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+def consume_until(subscriber, recorder: Recorder, count: int, *, timeout_s: float = 30) -> None:
+    """Until ``count`` events of the org were handled, then a moment more to catch extras."""
+    deadline = time.monotonic() + timeout_s
+    subscriber.consume(until=lambda: len(recorder.events) >= count or time.monotonic() > deadline)
+    subscriber.consume(idle_timeout_s=0.5)
+
+
+def start_relay(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", "relay", "-l", "INFO", *extra],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def start_worker(env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -131,10 +202,14 @@ def stack(
         stack_env(settings),
         home / "worker.log",
     )
+    # The embedded default's worker runs the relay itself; production runs `custody relay`.
     process = start_worker(stack.env, stack.log, "-c", "2")
+    relay = None if settings.embedded else start_relay(stack.env, home / "relay.log")
     try:
         wait_until_serving(stack, process)
         yield stack
     finally:
         stop_worker(process)
+        if relay is not None:
+            stop_worker(relay)
         runtime.close()

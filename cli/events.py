@@ -1,0 +1,179 @@
+"""``custody relay`` and ``custody events …``: moving events out of the outbox, watching
+them, and the JSON Schemas of their data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import context, json_option
+
+SCHEMAS_FOLDER = Path("schemas") / "events"
+
+
+@click.command()
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), default=None, help="Events per batch."
+)
+@click.option(
+    "--poll-interval",
+    "poll_interval_s",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Longest wait for a commit signal before looking anyway (seconds).",
+)
+@click.option("--loglevel", "-l", default=None, help="DEBUG, INFO, WARNING…")
+@click.pass_obj
+def relay(
+    obj: Any, batch_size: int | None, poll_interval_s: float | None, loglevel: str | None
+) -> None:
+    """Publish committed events from the outbox to the events exchange, until stopped.
+
+    Run one or more beside the workers (several at once are safe and keep each device's
+    events in commit order). The embedded default runs one inside `custody worker`.
+    """
+    from worker.relay import relay_from_settings
+
+    ctx = context(obj)
+    ctx.runtime().close()  # the embedded default's schema exists before the first read
+    overrides: dict[str, Any] = {}
+    if batch_size is not None:
+        overrides["relay_batch_size"] = batch_size
+    if poll_interval_s is not None:
+        overrides["relay_poll_interval_s"] = poll_interval_s
+    settings = ctx.settings.model_copy(update=overrides)
+    level = (loglevel or settings.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker = relay_from_settings(settings)
+    try:
+        worker.run(stop)
+    finally:
+        worker.close()
+
+
+@click.group()
+def events() -> None:
+    """Events: watch them, and the schemas of their data."""
+
+
+@events.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--organization", "-o", default=None, help="Only this organization's events.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N events.")
+@click.option(
+    "--idle-timeout",
+    "idle_timeout_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds without an event.",
+)
+@json_option
+@click.pass_obj
+def tail(
+    obj: Any,
+    patterns: tuple[str, ...],
+    organization: str | None,
+    count: int | None,
+    idle_timeout_s: float | None,
+    as_json: bool,
+) -> None:
+    """Print events as they are published, one line each (--json: the CloudEvent).
+
+    PATTERNS select event types, e.g. 'device.*' or 'access.#' (default: every event).
+    Only events published while tail runs are shown; use a subscriber to miss none.
+    """
+    from subscribers.describe import describe_event
+    from subscribers.tail import EventTail
+
+    ctx = context(obj)
+    try:
+        watcher = EventTail.from_settings(
+            ctx.settings, patterns or ("#",), organization=organization
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATTERNS") from exc
+    # SIGTERM ends the loop like Ctrl-C does, so the throw-away queue is always deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    shown = 0
+    with watcher:
+        click.echo(f"watching {' '.join(watcher.patterns)} (Ctrl-C to stop)", err=True)
+        for event in watcher.events(idle_timeout_s=idle_timeout_s):
+            if as_json:
+                click.echo(json.dumps(event.to_wire(), ensure_ascii=False))
+            else:
+                click.echo(describe_event(event))
+            shown += 1
+            if count is not None and shown >= count:
+                break
+
+
+@events.command()
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SCHEMAS_FOLDER,
+    show_default=True,
+)
+@click.option("--check", is_flag=True, help="Fail if the files differ from the models.")
+def schemas(folder: Path, check: bool) -> None:
+    """Write the JSON Schemas of the CloudEvent envelope and of each event type's data."""
+    from models.events import event_json_schemas
+
+    stale: list[str] = []
+    for stem, schema in event_json_schemas().items():
+        path = folder / f"{stem}.json"
+        text = schema_text(schema)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(str(path))
+        if not check:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if check and stale:
+        raise click.ClickException(
+            f"out of date: {', '.join(stale)}; run `custody events schemas` and commit them"
+        )
+    if stale:
+        click.echo(f"{len(stale)} schema file(s) written in {folder}")
+    else:
+        click.echo(f"the schema files in {folder} are up to date")
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+@events.command()
+@click.argument("name")
+@click.option("--replay", is_flag=True, help="Move them back to the subscriber's queue.")
+@click.pass_obj
+def parked(obj: Any, name: str, replay: bool) -> None:
+    """Count the events subscriber NAME parked (its handler kept failing), or replay them."""
+    from subscribers.subscriber import Subscriber
+
+    ctx = context(obj)
+
+    def nothing(_: Any) -> None:
+        pass
+
+    try:
+        subscriber = Subscriber.from_settings(ctx.settings, name, ["#"], nothing)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    with subscriber:
+        if replay:
+            click.echo(
+                f"{subscriber.replay_parked()} event(s) moved back to {subscriber.queue_name}"
+            )
+        else:
+            click.echo(f"{subscriber.parked()} event(s) parked in {subscriber.parked_queue_name}")
