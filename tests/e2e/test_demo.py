@@ -36,17 +36,24 @@ def test_the_demo_prints_each_event_after_its_result_and_a_rerun_changes_nothing
     assert first.returncode == 0, first.stdout + first.stderr
     assert seconds < 60
     events = [line for line in first.stdout.splitlines() if line.startswith("  event: ")]
-    assert [("device.assigned" in e, "device.unassigned" in e) for e in events] == [
-        (True, False),
-        (True, False),
-        (True, False),
-        (False, False),  # the 404 changed nothing
-        (False, True),
+    kinds = ["device.assigned", "access.granted", "device.unassigned"]
+    assert [[kind in e for kind in kinds] for e in events] == [
+        [True, False, False],
+        [True, False, False],
+        [True, False, False],
+        [False, False, False],  # the 404 changed nothing
+        [False, True, False],  # permanent admin
+        [False, True, False],  # time-restricted guest
+        [False, True, False],  # custom guest
+        [False, False, True],
     ]
     assert "+alice@example.com (device created)" in events[0]
-    assert "-bob@example.com -> owners: alice@example.com" in events[4]
+    assert "access 1 of john@example.com (admin): permanent" in events[4]
+    assert "-bob@example.com -> owners: alice@example.com" in events[7]
+    # and the access checks answer from the stored schedules
+    assert "john@example.com   at now                  allowed admin access 1" in first.stdout
     # And a second run is answered from the idempotency records: no event at all
     again, _ = run_demo(tmp_path / "var")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("replayed") == 5
-    assert "device.assigned" not in again.stdout and "device.unassigned" not in again.stdout
+    assert again.stdout.count("replayed") == 8
+    assert not any(kind in again.stdout for kind in kinds)

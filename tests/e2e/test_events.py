@@ -225,9 +225,11 @@ def _unassign(org: str, device: str, email: str):
 
 
 def custody(stack, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``custody``; acting as an organization (``-o ORG``), it signs with ORG's key."""
+    env = stack.cli_env(args[args.index("-o") + 1]) if "-o" in args else stack.env
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
-        env=stack.env,
+        env=env,
         cwd=REPO,
         capture_output=True,
         text=True,
