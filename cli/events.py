@@ -4,7 +4,6 @@ them, and the JSON Schemas of their data."""
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -49,8 +48,14 @@ def relay(
     if poll_interval_s is not None:
         overrides["relay_poll_interval_s"] = poll_interval_s
     settings = ctx.settings.model_copy(update=overrides)
+    from worker.logs import configure_logging
+
     level = (loglevel or settings.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, json_lines=settings.log_format == "json")
+    if settings.metrics_port is not None:
+        from worker.metrics import serve
+
+        serve(settings.metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any
@@ -82,14 +81,22 @@ def worker(
 ) -> None:
     """Consume commands and apply them."""
     from worker.app import create_app
+    from worker.logs import configure_logging
 
     settings = ctx.settings
+    if settings.metrics_port is not None:
+        from worker import metrics
+
+        # Before anything imports prometheus_client: every pool process records here.
+        metrics.prepare(settings.home.resolve() / "metrics" / f"worker-{os.getpid()}")
     runtime = ctx.runtime()
     runtime.authenticator  # noqa: B018  (no master key where signatures are required: stop now)
     runtime.close()  # forked children open their own connections
     app = create_app(settings, runtime, relay=settings.relay_in_worker if relay is None else relay)
     level = (loglevel or settings.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, json_lines=settings.log_format == "json")
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
     app.worker_main(
         [
             "worker",

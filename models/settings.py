@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     )
     polling_interval_s: float = Field(default=0.05, gt=0, description="filesystem broker poll")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, with requestId, event id"
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve Prometheus /metrics on this port"
+    )
 
     # Signed commands (SPEC section 8).
     require_signatures: bool | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
@@ -41,6 +42,13 @@ class TaskRuntime(Protocol):
     def authenticator(self) -> Authenticator: ...
 
     def uow(self) -> UnitOfWork: ...
+
+    def observe(self, task: str, outcome: str, duration_s: float) -> None:
+        """Count one answered command (applied, replayed, rejected, failed) and its time."""
+
+    def observe_retry(self, task: str) -> None: ...
+
+    def observe_dead_letter(self, source: str) -> None: ...
 
 
 class PublishFailed(Exception):
@@ -75,6 +83,7 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
 
 
 def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
+    started = time.monotonic()
     delivery = Delivery(task=name, message_id=str(task.request.id), command=command)
     retries = int(task.request.retries or 0)
     try:
@@ -83,6 +92,7 @@ def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
         if not runtime.retry_policy.exhausted(retries):
             delay = runtime.retry_policy.delay_s(retries)
             log.warning("transient fault, retry %d in %.1fs: %s", retries + 1, delay, exc)
+            runtime.observe_retry(name)
             _retry_later(task, runtime, exc, delay)
         outcome = _give_up(
             task, delivery, runtime, f"transient fault outlived {retries} retries: {exc}"
@@ -94,7 +104,16 @@ def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
         log.exception("unexpected error processing %s", delivery.message_id)
         outcome = _give_up(task, delivery, runtime, f"internal error: {exc!r}")
     _log(outcome, name)
+    runtime.observe(name, _outcome_label(outcome), time.monotonic() - started)
     _reply(task, runtime, outcome)
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    if outcome.replayed:
+        return "replayed"
+    if outcome.success:
+        return "applied"
+    return "failed" if outcome.result.get("statusCode") == 500 else "rejected"
 
 
 def _retry_later(task: Task, runtime: TaskRuntime, exc: Exception, delay_s: float) -> NoReturn:
@@ -137,6 +156,7 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
             attempts=retries + 1,
             rejection=record,
         )
+        runtime.observe_dead_letter("task")
     except Transient as exc:
         # The store itself is unreachable: keep the message and try again later.
         log.error("cannot store dead letter (%s); message kept", exc)
@@ -147,6 +167,13 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
 
 
 def _log(outcome: Outcome, task: str) -> None:
+    context = {
+        "task": task,
+        "request_id": outcome.request_id,
+        "organization_id": outcome.organization_id,
+        "status_code": outcome.result.get("statusCode"),
+        "outcome": _outcome_label(outcome),
+    }
     if outcome.success or outcome.replayed:
         log.info(
             "%s %s/%s -> %s%s",
@@ -155,6 +182,7 @@ def _log(outcome: Outcome, task: str) -> None:
             outcome.request_id,
             outcome.result.get("statusCode"),
             " (replayed)" if outcome.replayed else "",
+            extra=context,
         )
     else:
         rejection = Rejection.model_validate(outcome.result, by_alias=True)
@@ -166,6 +194,7 @@ def _log(outcome: Outcome, task: str) -> None:
             rejection.status_code,
             rejection.error_code,
             "; ".join(rejection.error_messages),
+            extra={**context, "error_code": rejection.error_code},
         )
 
 

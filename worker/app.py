@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from models.settings import Settings
 from models.topology import commands_queue
@@ -105,4 +106,12 @@ def create_app(
         runtime.after_fork()
 
     worker_process_init.connect(_reset, weak=False)
+    if settings.metrics_port is not None:
+
+        def _gone(pid: int | None = None, **_: Any) -> None:
+            from worker.metrics import process_exited
+
+            process_exited(pid or os.getpid())
+
+        worker_process_shutdown.connect(_gone, weak=False)
     return app

@@ -236,6 +236,7 @@ class CustodyConsumer(Consumer):  # type: ignore[misc]
     def _bury(self, message: Any, reason: str, *, attempts: int = 1) -> None:
         try:
             bury_message(self.app.custody_runtime.uow, message, reason, attempts=attempts)
+            self.app.custody_runtime.observe_dead_letter("consumer")
         except Exception:
             log.exception("could not store a dead letter; message goes back to the broker")
             self._requeue_later(message)

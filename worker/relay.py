@@ -110,8 +110,10 @@ class Relay:
         poll_interval_s: float = 1.0,
         retention_s: float = 0.0,
         after_publish: AfterPublish | None = None,
+        on_published: AfterPublish | None = None,
     ) -> None:
         self._feed = feed
+        self._on_published = on_published  # after marking sent: metrics
         self._publisher = publisher
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -130,6 +132,19 @@ class Relay:
                 self._after_publish(batch.events)
             batch.mark_sent()
         self.published += len(batch.events)
+        if self._on_published is not None:
+            self._on_published(batch.events)
+        for event in batch.events:
+            log.debug(
+                "published %s %s",
+                event.type,
+                event.event_id,
+                extra={
+                    "event_id": event.event_id,
+                    "request_id": event.payload.get("correlationid"),
+                    "organization_id": event.payload.get("organizationid"),
+                },
+            )
         log.debug(
             "published %d event(s), up to outbox id %d", len(batch.events), batch.events[-1].id
         )
@@ -175,7 +190,13 @@ class Relay:
 class _SettingsRelay(Relay):
     """A relay that owns its engine, built from settings."""
 
-    def __init__(self, settings: Settings, *, after_publish: AfterPublish | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        after_publish: AfterPublish | None = None,
+        on_published: AfterPublish | None = None,
+    ) -> None:
         settings.prepare_home()
         self._engine = create_engine(settings.resolved_database_url)
         super().__init__(
@@ -190,6 +211,7 @@ class _SettingsRelay(Relay):
             poll_interval_s=settings.relay_poll_interval_s,
             retention_s=settings.outbox_retention_s,
             after_publish=after_publish,
+            on_published=on_published,
         )
 
     def close(self) -> None:
@@ -200,8 +222,13 @@ class _SettingsRelay(Relay):
 
 
 def relay_from_settings(settings: Settings, *, after_publish: AfterPublish | None = None) -> Relay:
-    """Connects on first use only."""
-    return _SettingsRelay(settings, after_publish=after_publish)
+    """Connects on first use only; counts what it publishes when metrics are served."""
+    on_published = None
+    if settings.metrics_port is not None:
+        from worker.metrics import observe_published
+
+        on_published = observe_published
+    return _SettingsRelay(settings, after_publish=after_publish, on_published=on_published)
 
 
 class RelayThread(threading.Thread):

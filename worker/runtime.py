@@ -66,6 +66,26 @@ class Runtime:
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
 
+    # Metrics: recorded only where this process serves them (CUSTODY_METRICS_PORT).
+
+    def observe(self, task: str, outcome: str, duration_s: float) -> None:
+        if self.settings.metrics_port is not None:
+            from worker.metrics import metrics
+
+            metrics().command(task, outcome, duration_s)
+
+    def observe_retry(self, task: str) -> None:
+        if self.settings.metrics_port is not None:
+            from worker.metrics import metrics
+
+            metrics().retries.labels(task).inc()
+
+    def observe_dead_letter(self, source: str) -> None:
+        if self.settings.metrics_port is not None:
+            from worker.metrics import metrics
+
+            metrics().dead_letters.labels(source).inc()
+
     def after_fork(self) -> None:
         """A forked child must not share its parent's connections."""
         if self._engine is not None:
