@@ -169,6 +169,10 @@ class Settings(BaseSettings):
                 "store_processed": False,
                 "polling_interval": self.polling_interval_s,
             }
+        if self.resolved_broker_url.split(":", 1)[0] in {"amqp", "amqps", "pyamqp"}:
+            # The broker acknowledges each publish: a command or reply is on the broker,
+            # or the publisher hears that it is not.
+            return {"confirm_publish": True}
         return {
             "visibility_timeout": self.visibility_timeout_s,
             # kombu sweeps every interval x throttle seconds: make it interval alone.

@@ -27,6 +27,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_BASE_URL = os.environ.get("CUSTODY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 RUN_ID = uuid.uuid4().hex[:10]
+RABBITMQ_USER = os.environ.get("CUSTODY_TEST_RABBITMQ_USER", "guest")
+RABBITMQ_PASSWORD = os.environ.get("CUSTODY_TEST_RABBITMQ_PASSWORD", "guest")
 
 
 def unavailable(reason: str) -> None:
@@ -100,6 +102,28 @@ def redis_url() -> Iterator[str]:
     yield f"{REDIS_BASE_URL}/{number}"
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A virtual host of this run's own on the RabbitMQ server (made with rabbitmqctl)."""
+    import shutil
+    import subprocess
+
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        unavailable("rabbitmqctl not found: cannot make a RabbitMQ virtual host for this run")
+    vhost = f"custody_test_{RUN_ID}"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+
+    made = run("add_vhost", vhost)
+    if made.returncode != 0:
+        unavailable(f"RabbitMQ not reachable with rabbitmqctl: {made.stderr.strip()[:300]}")
+    run("set_permissions", "-p", vhost, RABBITMQ_USER, ".*", ".*", ".*")
+    yield f"amqp://{RABBITMQ_USER}:{RABBITMQ_PASSWORD}@127.0.0.1:5672/{vhost}"
+    run("delete_vhost", vhost)
 
 
 @pytest.fixture(params=["fake", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

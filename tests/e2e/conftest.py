@@ -177,6 +177,7 @@ def wait_until_serving(stack: Stack, process: subprocess.Popen[bytes]) -> None:
     params=[
         pytest.param("redis+postgres", marks=[pytest.mark.postgres, pytest.mark.redis]),
         "embedded",
+        pytest.param("rabbitmq+postgres", marks=[pytest.mark.postgres, pytest.mark.amqp]),
     ],
 )
 def stack(
@@ -189,7 +190,9 @@ def stack(
         settings = Settings(
             home=home,
             database_url=request.getfixturevalue("postgres_url"),
-            broker_url=request.getfixturevalue("redis_url"),
+            broker_url=request.getfixturevalue(
+                "rabbitmq_url" if request.param.startswith("rabbitmq") else "redis_url"
+            ),
             master_key=TEST_MASTER_KEY,
             require_signatures=True,  # as in production
         )

@@ -3,7 +3,6 @@ pattern, deduplication. Own exchange and queues per test, deleted afterwards."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -15,23 +14,17 @@ from models.events import to_cloud_event
 from models.ports import PendingEvent
 from models.topology import events_exchange
 from subscribers import SqliteSeenEvents, Subscriber
-from tests.conftest import unavailable
 from worker.relay import KombuPublisher
 
-AMQP_URL = os.environ.get("CUSTODY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 ALICE = OwnerRef(1, "alice@example.com")
 
 pytestmark = pytest.mark.amqp
 
 
 @pytest.fixture
-def amqp_url() -> str:
-    try:
-        with Connection(AMQP_URL, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:
-        unavailable(f"RabbitMQ not reachable at {AMQP_URL}: {exc}")
-    return AMQP_URL
+def amqp_url(rabbitmq_url: str) -> str:
+    """This run's own virtual host (tests/conftest.py)."""
+    return rabbitmq_url
 
 
 def event(fact) -> PendingEvent:
