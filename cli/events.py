@@ -7,14 +7,11 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import click
 
 from cli.options import context, json_option
-
-SCHEMAS_FOLDER = Path("schemas") / "events"
 
 
 @click.command()
@@ -120,42 +117,6 @@ def tail(
             shown += 1
             if count is not None and shown >= count:
                 break
-
-
-@events.command()
-@click.option(
-    "--folder",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=SCHEMAS_FOLDER,
-    show_default=True,
-)
-@click.option("--check", is_flag=True, help="Fail if the files differ from the models.")
-def schemas(folder: Path, check: bool) -> None:
-    """Write the JSON Schemas of the CloudEvent envelope and of each event type's data."""
-    from models.events import event_json_schemas
-
-    stale: list[str] = []
-    for stem, schema in event_json_schemas().items():
-        path = folder / f"{stem}.json"
-        text = schema_text(schema)
-        if path.exists() and path.read_text() == text:
-            continue
-        stale.append(str(path))
-        if not check:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    if check and stale:
-        raise click.ClickException(
-            f"out of date: {', '.join(stale)}; run `custody events schemas` and commit them"
-        )
-    if stale:
-        click.echo(f"{len(stale)} schema file(s) written in {folder}")
-    else:
-        click.echo(f"the schema files in {folder} are up to date")
-
-
-def schema_text(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
 
 
 @events.command()

@@ -238,10 +238,11 @@ def status(ctx: Context, request_id: str, organization: str | None, as_json: boo
 
 
 def _register_more() -> None:
-    from cli import access, dead_letters, demo, events, health, keys, owners
+    from cli import access, contract, dead_letters, demo, events, health, keys, owners
 
     cli.add_command(demo.demo)
     cli.add_command(health.health)
+    cli.add_command(contract.contract)
     cli.add_command(keys.keys)
     cli.add_command(dead_letters.dead_letters)
     cli.add_command(owners.unassign)

@@ -145,7 +145,7 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def event_json_schemas() -> dict[str, dict[str, Any]]:
     """JSON Schemas of the envelope (``cloudevent``) and of each event type's ``data``,
-    keyed by file stem; what ``custody events schemas`` writes under ``schemas/events``."""
+    keyed by file stem; what ``custody contract`` writes under ``schemas/events``."""
     _register_every_event()
     schemas: dict[str, dict[str, Any]] = {
         "cloudevent": {

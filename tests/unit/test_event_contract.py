@@ -11,8 +11,9 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from cli.events import schema_text, schemas
+from cli.contract import contract
 from models import constants as c
+from models.contract import file_text
 from models.domain import DeviceAssigned, DeviceUnassigned, OwnerRef
 from models.events import (
     DATA_MODELS,
@@ -87,20 +88,20 @@ def test_every_event_a_handler_can_emit_has_a_data_model_and_a_schema_file():
 
 
 def test_the_schema_files_in_the_repo_match_the_models():
-    # A failure here means a model changed: run `custody events schemas` and commit.
+    # A failure here means a model changed: run `custody contract` and commit.
     generated = event_json_schemas()
     on_disk = {p.stem: p.read_text() for p in SCHEMAS.glob("*.json")}
     assert sorted(on_disk) == sorted(generated)
     for stem, schema in generated.items():
-        assert on_disk[stem] == schema_text(schema), stem
+        assert on_disk[stem] == file_text(schema), stem
 
 
-def test_the_schema_check_command_fails_on_a_stale_file(tmp_path):
+def test_the_contract_check_fails_on_a_stale_file(tmp_path):
     runner = CliRunner()
-    assert runner.invoke(schemas, ["--folder", str(tmp_path)]).exit_code == 0
-    assert runner.invoke(schemas, ["--folder", str(tmp_path), "--check"]).exit_code == 0
-    (tmp_path / "device.assigned.data.json").write_text("{}\n")
-    stale = runner.invoke(schemas, ["--folder", str(tmp_path), "--check"])
+    assert runner.invoke(contract, ["--folder", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(contract, ["--folder", str(tmp_path), "--check"]).exit_code == 0
+    (tmp_path / "schemas/events/device.assigned.data.json").write_text("{}\n")
+    stale = runner.invoke(contract, ["--folder", str(tmp_path), "--check"])
     assert stale.exit_code != 0
     assert "device.assigned.data.json" in stale.output
 
