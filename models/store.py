@@ -8,6 +8,7 @@ connection, deadlock, serialization failure, lock timeout, SQLite busy) leave as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -42,6 +43,82 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.TimeoutError)  # pool exhausted
 
 
+# Set-based SQL. On PostgreSQL many rows travel as one array parameter per column and are
+# expanded server-side with ``unnest``: one statement, one round trip, and next to no
+# client-side work per row (an order of magnitude less CPU than a multi-row VALUES list).
+# On SQLite, in-process, ``executemany`` and IN lists in chunks do the same job.
+_SQLITE_IN_CHUNK = 900  # bound parameters per IN list, below every SQLite's variable limit
+
+
+def _array(name: str, item_type: Any) -> Any:
+    return sa.bindparam(name, type_=postgresql.ARRAY(item_type))
+
+
+def _unnest(**columns: Any) -> Any:
+    """``unnest(:a, :b) AS anon(a, b)``: the rows of equally long array parameters."""
+    arrays = [_array(name, item_type) for name, item_type in columns.items()]
+    return sa.func.unnest(*arrays).table_valued(*columns).render_derived()
+
+
+def _org_param() -> Any:
+    return sa.bindparam("organization_id", type_=sa.String())
+
+
+def _now_param() -> Any:
+    return sa.bindparam("now", type_=t.UTCDateTime())
+
+
+def _pg_insert_from_unnest(table: sa.Table, conflict: list[str], **columns: Any) -> Any:
+    """INSERT the unnested rows, with the organization and the clock reading on each;
+    ON CONFLICT DO NOTHING, so the RETURNING rows are exactly the rows created."""
+    rows = _unnest(**columns)
+    select = sa.select(_org_param(), *(rows.c[name] for name in columns), _now_param())
+    return (
+        postgresql.insert(table)
+        .from_select(["organization_id", *columns, "created_at"], select)
+        .on_conflict_do_nothing(index_elements=conflict)
+    )
+
+
+_PG_INSERT_DEVICES = _pg_insert_from_unnest(
+    t.devices,
+    ["organization_id", "identifier"],
+    identifier=sa.String,
+    device_type=sa.String,
+).returning(*t.devices.c)
+_PG_INSERT_CUSTOMERS = _pg_insert_from_unnest(
+    t.customers, ["organization_id", "email"], email=sa.String, name=sa.String
+).returning(t.customers.c.id, t.customers.c.email, t.customers.c.name)
+_PG_INSERT_OWNERS = _pg_insert_from_unnest(
+    t.ownerships,
+    ["device_id", "customer_id"],
+    device_id=sa.BigInteger,
+    customer_id=sa.BigInteger,
+).returning(t.ownerships.c.device_id, t.ownerships.c.customer_id)
+_outbox_rows = _unnest(
+    event_id=sa.String,
+    organization_id=sa.String,
+    type=sa.String,
+    subject=sa.String,
+    payload=sa.Text,
+)
+_PG_INSERT_OUTBOX = sa.insert(t.outbox).from_select(
+    ["event_id", "organization_id", "type", "subject", "payload", "created_at"],
+    sa.select(
+        _outbox_rows.c.event_id,
+        _outbox_rows.c.organization_id,
+        _outbox_rows.c.type,
+        _outbox_rows.c.subject,
+        sa.cast(_outbox_rows.c.payload, postgresql.JSONB),
+        _now_param(),
+    ),
+)
+
+
+def _chunks(values: list[Any], size: int) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 class _Repo:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
@@ -50,10 +127,22 @@ class _Repo:
     def _conn(self) -> Connection:
         return self._uow.connection
 
+    @property
+    def _postgres(self) -> bool:
+        return self._conn.dialect.name == "postgresql"
+
     def _insert(self, table: sa.Table) -> Any:
         if self._conn.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    def _where_in(self, column: Any, values: list[Any], item_type: Any) -> list[Any]:
+        """Conditions ``column IN values``: one array parameter on PostgreSQL, chunks on SQLite."""
+        if self._postgres:
+            return [
+                column == sa.any_(sa.bindparam("values", values, type_=postgresql.ARRAY(item_type)))
+            ]
+        return [column.in_(chunk) for chunk in _chunks(values, _SQLITE_IN_CHUNK)]
 
 
 class SqlOrganizations(_Repo):
@@ -116,29 +205,97 @@ class SqlDevices(_Repo):
         assert existing is not None, "a conflicting device row must exist"
         return existing, False
 
+    def lock_many(self, organization_id: str, identifiers: list[str]) -> dict[str, Device]:
+        d = t.devices
+        found: dict[str, Device] = {}
+        wanted = sorted(set(identifiers))  # code-point order = ORDER BY … COLLATE "C"
+        if not wanted:
+            return found
+        for condition in self._where_in(d.c.identifier, wanted, sa.String()):
+            query = sa.select(d).where(d.c.organization_id == organization_id, condition)
+            if self._postgres:
+                # Rows are locked as the sort emits them: in identifier order.
+                query = query.order_by(d.c.identifier.collate("C")).with_for_update()
+            found.update((row.identifier, _device(row)) for row in self._conn.execute(query))
+        return found
+
+    def add_many(
+        self, organization_id: str, devices: dict[str, str | None]
+    ) -> tuple[dict[str, Device], set[str]]:
+        wanted = sorted(devices)
+        if not wanted:
+            return {}, set()
+        if self._postgres:
+            params = {
+                "organization_id": organization_id,
+                "now": self._uow.now,
+                "identifier": wanted,
+                "device_type": [devices[i] for i in wanted],
+            }
+            rows = self._conn.execute(_PG_INSERT_DEVICES, params).all()
+        else:
+            stmt = (
+                self._insert(t.devices)
+                .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
+                .returning(*t.devices.c)
+            )
+            rows = self._conn.execute(
+                stmt,
+                [
+                    {
+                        "organization_id": organization_id,
+                        "identifier": i,
+                        "device_type": devices[i],
+                        "created_at": self._uow.now,
+                    }
+                    for i in wanted
+                ],
+            ).all()
+        made = {row.identifier: _device(row) for row in rows}
+        missing = [i for i in wanted if i not in made]
+        # Made meanwhile by a concurrent command: theirs, loaded and locked.
+        return {**made, **self.lock_many(organization_id, missing)}, set(made)
+
 
 class SqlCustomers(_Repo):
     def ensure(self, organization_id: str, emails: list[str]) -> list[Customer]:
         c = t.customers
-        rows = [
-            {
+        ordered = sorted(set(emails))  # one lock order for every transaction
+        if not ordered:
+            return []
+        names = [name_from_email(email) for email in ordered]
+        if self._postgres:
+            params = {
                 "organization_id": organization_id,
-                "email": email,
-                "name": name_from_email(email),
-                "created_at": self._uow.now,
+                "now": self._uow.now,
+                "email": ordered,
+                "name": names,
             }
-            for email in sorted(emails)  # one lock order for every transaction
-        ]
-        stmt = (
-            self._insert(c)
-            .on_conflict_do_nothing(index_elements=["organization_id", "email"])
-            .returning(c.c.email)
-        )
-        created = set(self._conn.execute(stmt, rows).scalars()) if rows else set()
-        query = sa.select(c.c.id, c.c.email, c.c.name).where(
-            c.c.organization_id == organization_id, c.c.email.in_(emails)
-        )
-        found = {row.email: row for row in self._conn.execute(query)}
+            rows = self._conn.execute(_PG_INSERT_CUSTOMERS, params).all()
+        else:
+            stmt = (
+                self._insert(c)
+                .on_conflict_do_nothing(index_elements=["organization_id", "email"])
+                .returning(c.c.id, c.c.email, c.c.name)
+            )
+            values = [
+                {
+                    "organization_id": organization_id,
+                    "email": email,
+                    "name": name,
+                    "created_at": self._uow.now,
+                }
+                for email, name in zip(ordered, names, strict=True)
+            ]
+            rows = self._conn.execute(stmt, values).all()
+        created = {row.email for row in rows}
+        found = {row.email: row for row in rows}
+        existing = [email for email in ordered if email not in created]
+        for condition in self._where_in(c.c.email, existing, sa.String()) if existing else []:
+            query = sa.select(c.c.id, c.c.email, c.c.name).where(
+                c.c.organization_id == organization_id, condition
+            )
+            found.update((row.email, row) for row in self._conn.execute(query))
         return [
             Customer(
                 id=found[e].id,
@@ -153,37 +310,61 @@ class SqlCustomers(_Repo):
 
 class SqlOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
+        pairs = [(device_id, cid) for cid in customer_ids]
+        return {cid for _, cid in self.add_many(organization_id, pairs)}
+
+    def add_many(self, organization_id: str, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
         o = t.ownerships
-        rows = [
-            {
-                "organization_id": organization_id,
-                "device_id": device_id,
-                "customer_id": cid,
-                "created_at": self._uow.now,
-            }
-            for cid in sorted(customer_ids)
-        ]
-        if not rows:
+        ordered = sorted(set(pairs))  # one lock order for every transaction
+        if not ordered:
             return set()
-        stmt = (
-            self._insert(o)
-            .on_conflict_do_nothing(index_elements=["device_id", "customer_id"])
-            .returning(o.c.customer_id)
-        )
-        return set(self._conn.execute(stmt, rows).scalars())
+        if self._postgres:
+            params = {
+                "organization_id": organization_id,
+                "now": self._uow.now,
+                "device_id": [d for d, _ in ordered],
+                "customer_id": [c for _, c in ordered],
+            }
+            rows = self._conn.execute(_PG_INSERT_OWNERS, params)
+        else:
+            stmt = (
+                self._insert(o)
+                .on_conflict_do_nothing(index_elements=["device_id", "customer_id"])
+                .returning(o.c.device_id, o.c.customer_id)
+            )
+            values = [
+                {
+                    "organization_id": organization_id,
+                    "device_id": d,
+                    "customer_id": c,
+                    "created_at": self._uow.now,
+                }
+                for d, c in ordered
+            ]
+            rows = self._conn.execute(stmt, values)
+        return {(row.device_id, row.customer_id) for row in rows}
 
     def of(self, device_id: int) -> list[Customer]:
+        return self.of_many([device_id]).get(device_id, [])
+
+    def of_many(self, device_ids: list[int]) -> dict[int, list[Customer]]:
         o, c = t.ownerships, t.customers
-        query = (
-            sa.select(c.c.id, c.c.organization_id, c.c.email, c.c.name)
-            .join(o, o.c.customer_id == c.c.id)
-            .where(o.c.device_id == device_id)
-            .order_by(o.c.id)
-        )
-        return [
-            Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
-            for r in self._conn.execute(query)
-        ]
+        owners: dict[int, list[Customer]] = {}
+        wanted = sorted(set(device_ids))
+        if not wanted:
+            return owners
+        for condition in self._where_in(o.c.device_id, wanted, sa.BigInteger()):
+            query = (
+                sa.select(o.c.device_id, c.c.id, c.c.organization_id, c.c.email, c.c.name)
+                .join(o, o.c.customer_id == c.c.id)
+                .where(condition)
+                .order_by(o.c.id)
+            )
+            for r in self._conn.execute(query):
+                owners.setdefault(r.device_id, []).append(
+                    Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
+                )
+        return owners
 
 
 class SqlProcessedCommands(_Repo):
@@ -249,7 +430,19 @@ class SqlRejections(_Repo):
 
 class SqlOutbox(_Repo):
     def add(self, records: list[OutboxRecord]) -> None:
-        if records:
+        if not records:
+            return
+        if self._postgres:
+            params = {
+                "now": self._uow.now,
+                "event_id": [r.event_id for r in records],
+                "organization_id": [r.organization_id for r in records],
+                "type": [r.type for r in records],
+                "subject": [r.subject for r in records],
+                "payload": [_json(r.payload) for r in records],
+            }
+            self._conn.execute(_PG_INSERT_OUTBOX, params)
+        else:
             rows = [{**r.__dict__, "created_at": self._uow.now} for r in records]
             self._conn.execute(sa.insert(t.outbox), rows)
 
@@ -320,6 +513,10 @@ class SqlUnitOfWork:
         self._tx.rollback()
         self._tx = self.connection.begin()
         self.events = []
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,10 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from models.bulk import AssignDevices
 from models.commands import AssignDevice, Command
 from models.commands import WireModel as Result
 from models.ports import UnitOfWork
 from tasks.assign_device import assign_device
+from tasks.assign_devices import assign_devices
 
 Handler = Callable[[Any, UnitOfWork], Result]
 
@@ -28,5 +30,6 @@ COMMANDS: dict[str, CommandSpec] = {
     spec.task_name: spec
     for spec in [
         CommandSpec(AssignDevice, assign_device),
+        CommandSpec(AssignDevices, assign_devices),
     ]
 }

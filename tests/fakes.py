@@ -76,6 +76,16 @@ class FakeDevices(_Repo):
             self.s.devices[key] = Device(self.s.new_id(), organization_id, identifier, device_type)
         return self.s.devices[key], created
 
+    def lock_many(self, organization_id: str, identifiers: list[str]) -> dict[str, Device]:
+        found = (self.s.devices.get((organization_id, i)) for i in sorted(set(identifiers)))
+        return {d.identifier: d for d in found if d is not None}
+
+    def add_many(
+        self, organization_id: str, devices: dict[str, str | None]
+    ) -> tuple[dict[str, Device], set[str]]:
+        made = {i: self.add(organization_id, i, devices[i]) for i in sorted(devices)}
+        return {i: d for i, (d, _) in made.items()}, {i for i, (_, new) in made.items() if new}
+
 
 class FakeCustomers(_Repo):
     def ensure(self, organization_id: str, emails: list[str]) -> list[Customer]:
@@ -105,6 +115,18 @@ class FakeOwners(_Repo):
     def of(self, device_id: int) -> list[Customer]:
         by_id = {c.id: c for c in self.s.customers.values()}
         return [by_id[cid] for did, cid in self.s.owners if did == device_id]
+
+    def add_many(self, organization_id: str, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        added = set()
+        for pair in sorted(set(pairs)):
+            if pair not in self.s.owners:
+                self.s.owners.append(pair)
+                added.add(pair)
+        return added
+
+    def of_many(self, device_ids: list[int]) -> dict[int, list[Customer]]:
+        owners = {d: self.of(d) for d in set(device_ids)}
+        return {d: found for d, found in owners.items() if found}
 
 
 class FakeProcessed(_Repo):
