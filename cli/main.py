@@ -217,6 +217,10 @@ def _register_more() -> None:
 
     cli.add_command(demo.demo)
 
+    from cli import onboard
+
+    cli.add_command(onboard.onboard)
+
 
 _register_more()
 
