@@ -69,7 +69,7 @@ def cli() -> None:
 @pass_ctx
 def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: str | None) -> None:
     """Consume commands and apply them."""
-    from worker.app import create_app
+    from worker.app import create_app, quiet_per_task_logs
 
     settings = ctx.settings
     runtime = ctx.runtime()
@@ -77,6 +77,7 @@ def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: st
     app = create_app(settings, runtime)
     level = (loglevel or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_per_task_logs(level)
     app.worker_main(
         [
             "worker",

@@ -58,9 +58,11 @@ _MAX_PLAIN_DOMAIN_CHARS = 253
 def _is_plain_email(email: str) -> bool:
     if len(email) > _MAX_PLAIN_EMAIL_CHARS or "--" in email or not _PLAIN_EMAIL.fullmatch(email):
         return False
-    domain = email[email.index("@") + 1 :]
-    tld = domain[domain.rindex(".") + 1 :]
-    return len(domain) <= _MAX_PLAIN_DOMAIN_CHARS and tld not in _SPECIAL_USE_TLDS
+    domain_chars = len(email) - email.index("@") - 1
+    return (
+        domain_chars <= _MAX_PLAIN_DOMAIN_CHARS
+        and email.rpartition(".")[2] not in _SPECIAL_USE_TLDS
+    )
 
 
 def normalize_email(raw: str) -> str | None:

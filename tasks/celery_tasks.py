@@ -88,7 +88,9 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
 
 def _log(outcome: Outcome, task: str) -> None:
     if outcome.success or outcome.replayed:
-        log.info(
+        if not log.isEnabledFor(logging.DEBUG):
+            return  # one line per command is too much at this rate, except when debugging
+        log.debug(
             "%s %s/%s -> %s%s",
             task,
             outcome.organization_id,

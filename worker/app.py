@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -44,6 +45,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_consumer": "worker.consumer:CustodyConsumer",
         "worker_hijack_root_logger": False,
     }
+
+
+# Celery writes two INFO lines per task (received, succeeded). At hundreds of commands per
+# second that is a sizeable share of the worker's work and of its log; they stay available
+# at DEBUG. Custody's own line per command is DEBUG too; rejections and faults are not.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_per_task_logs(level: str) -> None:
+    """Call before the worker starts: Celery decides once whether it logs per task."""
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        for name in PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:

@@ -1,0 +1,119 @@
+"""``python -m bench [--quick]``: custody's throughput, measured in one run on one machine.
+
+For each backend (Redis + PostgreSQL, then the embedded default): (a) the Celery no-op
+ceiling, (b) one assign_device per message and its ratio to (a), (c) assign_devices at
+several batch sizes, (d) onboarding a generated file end to end; with worker memory.
+Prints a table; ``--json`` keeps the figures and ``--plot`` draws throughput against
+batch size (needs the ``bench`` extra: matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import signal
+import sys
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from bench.report import plot, table
+from bench.scenarios import Measure, WorkerOptions, batches, cpu_count, noop, onboarding, singles
+from bench.stack import Stack, embedded_stack, server_stack
+
+# (messages for a and b, {batch size: items} for c, rows for d), per backend and run length.
+SIZES: dict[tuple[str, bool], tuple[int, dict[int, int], int]] = {
+    ("redis+postgres", False): (
+        6_000,
+        {1: 3_000, 10: 20_000, 100: 100_000, 1000: 200_000},
+        1_000_000,
+    ),
+    ("redis+postgres", True): (1_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000),
+    ("embedded", False): (1_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000),
+    ("embedded", True): (300, {1: 100, 100: 2_000, 1000: 10_000}, 10_000),
+}
+
+
+def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool) -> list[Measure]:
+    messages, sweep, rows = SIZES[(stack.name, quick)]
+    results = []
+    for step in (
+        lambda: noop(stack, options, messages),
+        lambda: singles(stack, options, messages),
+        *(lambda b=b, n=n: batches(stack, options, b, n) for b, n in sweep.items()),
+        lambda: onboarding(stack, options, rows),
+    ):
+        measure = step()
+        print(
+            f"  {measure.backend:15} {measure.scenario:45} {measure.rate:10,.0f} {measure.unit}/s",
+            flush=True,
+        )
+        results.append(measure)
+    return results
+
+
+def _exit_on_signal(number: int, _frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {number}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: a run of a minute or two"
+    )
+    parser.add_argument("--backend", choices=["all", "redis+postgres", "embedded"], default="all")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="worker processes (both workers)"
+    )
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="write the batch-size plot here (PNG)"
+    )
+    args = parser.parse_args(argv)
+    # A termination request unwinds like an error: workers stopped, private database
+    # dropped, Redis database number released.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+
+    options = WorkerOptions(concurrency=args.concurrency, pool=args.pool)
+    stacks: list[AbstractContextManager[Stack]] = []
+    if args.backend in ("all", "redis+postgres"):
+        stacks.append(server_stack())
+    if args.backend in ("all", "embedded"):
+        stacks.append(embedded_stack())
+    started = time.monotonic()
+    results: list[Measure] = []
+    print(
+        f"custody bench ({'quick' if args.quick else 'full'}): {cpu_count()} CPU(s), "
+        f"workers {options.pool} x{options.concurrency}, log level {options.log_level}",
+        flush=True,
+    )
+    for context in stacks:
+        with context as stack:
+            results.extend(run_backend(stack, options, quick=args.quick))
+    print()
+    print(table(results))
+    print(f"\n{time.monotonic() - started:.0f}s in all")
+    environment: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": cpu_count(),
+        "quick": args.quick,
+        "pool": options.pool,
+        "concurrency": options.concurrency,
+    }
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"environment": environment, "results": [m.to_json() for m in results]}, indent=2
+            )
+        )
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
