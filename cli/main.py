@@ -78,6 +78,10 @@ def worker(ctx: Context, concurrency: int | None, pool: str | None, loglevel: st
     level = (loglevel or settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_per_task_logs(level)
+    if (pool or settings.worker_pool) != "prefork":
+        from worker.runtime import settle_memory
+
+        settle_memory()  # no forked children: the main process applies commands itself
     app.worker_main(
         [
             "worker",

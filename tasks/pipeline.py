@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from models.canonical import command_hash
 from models.errors import Rejected, Transient
-from models.events import to_cloud_event
+from models.events import cloud_event_wire, wire_time
 from models.ports import OutboxRecord, RejectionRecord, StoredResult, UnitOfWork, UnitOfWorkFactory
 from models.results import Rejection
 from tasks.registry import COMMANDS
@@ -167,17 +167,22 @@ def _record(
 
 def _outbox_records(uow: UnitOfWork, org: str, request_id: str) -> list[OutboxRecord]:
     records = []
+    time_text = wire_time(uow.now)
     for sequence, event in enumerate(uow.events):
-        cloud_event = to_cloud_event(
-            event, organization_id=org, request_id=request_id, sequence=sequence, time=uow.now
+        payload = cloud_event_wire(
+            event,
+            organization_id=org,
+            request_id=request_id,
+            sequence=sequence,
+            time_text=time_text,
         )
         records.append(
             OutboxRecord(
-                event_id=cloud_event.id,
+                event_id=payload["id"],
                 organization_id=org,
-                type=cloud_event.type,
-                subject=cloud_event.subject,
-                payload=cloud_event.to_wire(),
+                type=payload["type"],
+                subject=payload["subject"],
+                payload=payload,
             )
         )
     return records

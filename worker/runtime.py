@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from sqlalchemy.engine import Engine
 
 from models import constants as c
@@ -10,6 +12,20 @@ from models.migrations import upgrade
 from models.settings import Settings
 from models.store import SqlUnitOfWork
 from tasks.retry import RetryPolicy
+
+# Collector thresholds for a process that applies commands: objects live for one command,
+# and a batch allocates hundreds of thousands of them. With Python's default (700, 10, 10)
+# the collector runs thousands of times per batch, a fifth of the worker's time.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_memory() -> None:
+    """Once start-up is over: move every object made so far (modules, the app, the engine)
+    out of the collector's sight, so collections only walk what commands allocate and pages
+    shared with the parent after fork stay shared; then collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Runtime:
@@ -35,6 +51,7 @@ class Runtime:
         """A forked child must not share its parent's connections."""
         if self._engine is not None:
             self._engine.dispose(close=False)
+        settle_memory()
 
     def close(self) -> None:
         if self._engine is not None:
