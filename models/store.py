@@ -9,6 +9,7 @@ connection, deadlock, serialization failure, lock timeout, SQLite busy) leave as
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -155,6 +156,41 @@ _PG_OWNERS_OF = _pg_each(
 )
 
 
+# The statements every single command runs, built once (building and keying a statement
+# costs about as much client time as executing it). Inserts differ per dialect.
+def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+_p = t.processed_commands
+_ORGANIZATION_EXISTS = sa.select(t.organizations.c.id).where(
+    t.organizations.c.id == sa.bindparam("organization_id")
+)
+_GET_DEVICE = sa.select(_d).where(
+    _d.c.organization_id == sa.bindparam("organization_id"),
+    _d.c.identifier == sa.bindparam("identifier"),
+)
+_GET_DEVICE_LOCKED = _GET_DEVICE.with_for_update()
+_ADD_DEVICE = _per_dialect(
+    lambda insert: (
+        insert(_d)
+        .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
+        .returning(*_d.c)
+    )
+)
+_GET_PROCESSED = sa.select(_p).where(
+    _p.c.organization_id == sa.bindparam("organization_id"),
+    _p.c.request_id == sa.bindparam("request_id"),
+)
+_ADD_PROCESSED = _per_dialect(
+    lambda insert: (
+        insert(_p)
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(_p.c.id)
+    )
+)
+
+
 def _chunks(values: list[Any], size: int) -> list[list[Any]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
@@ -170,6 +206,10 @@ class _Repo:
     @property
     def _postgres(self) -> bool:
         return self._conn.dialect.name == "postgresql"
+
+    @property
+    def _dialect(self) -> str:
+        return str(self._conn.dialect.name)
 
     def _insert(self, table: sa.Table) -> Any:
         if self._conn.dialect.name == "postgresql":
@@ -202,10 +242,33 @@ class _Repo:
         return self._conn.execute(stmt.returning(*returning), complete).all()
 
 
+class KnownOrganizations:
+    """Organizations seen to exist, remembered for a while by one process: every command
+    checks its organization, and organizations are created, never deleted. Absence is
+    never remembered, so a new organization is served at once."""
+
+    def __init__(self, *, ttl_s: float = 60.0) -> None:
+        self._ttl_s = ttl_s
+        self._seen: dict[str, float] = {}
+
+    def __contains__(self, organization_id: str) -> bool:
+        seen = self._seen.get(organization_id)
+        return seen is not None and time.monotonic() - seen < self._ttl_s
+
+    def add(self, organization_id: str) -> None:
+        self._seen[organization_id] = time.monotonic()
+
+
 class SqlOrganizations(_Repo):
     def exists(self, organization_id: str) -> bool:
-        query = sa.select(t.organizations.c.id).where(t.organizations.c.id == organization_id)
-        return self._conn.execute(query).first() is not None
+        known = self._uow.known_organizations
+        if known is not None and organization_id in known:
+            return True
+        params = {"organization_id": organization_id}
+        found = self._conn.execute(_ORGANIZATION_EXISTS, params).first() is not None
+        if found and known is not None:
+            known.add(organization_id)
+        return found
 
     def add(self, organization_id: str, name: str) -> bool:
         stmt = (
@@ -232,30 +295,21 @@ def _device(row: Any) -> Device:
 
 class SqlDevices(_Repo):
     def get(self, organization_id: str, identifier: str, *, lock: bool = False) -> Device | None:
-        d = t.devices
-        query = sa.select(d).where(
-            d.c.organization_id == organization_id, d.c.identifier == identifier
-        )
-        if lock:
-            query = query.with_for_update()
-        row = self._conn.execute(query).first()
+        query = _GET_DEVICE_LOCKED if lock else _GET_DEVICE
+        params = {"organization_id": organization_id, "identifier": identifier}
+        row = self._conn.execute(query, params).first()
         return None if row is None else _device(row)
 
     def add(
         self, organization_id: str, identifier: str, device_type: str | None
     ) -> tuple[Device, bool]:
-        stmt = (
-            self._insert(t.devices)
-            .values(
-                organization_id=organization_id,
-                identifier=identifier,
-                device_type=device_type,
-                created_at=self._uow.now,
-            )
-            .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
-            .returning(*t.devices.c)
-        )
-        row = self._conn.execute(stmt).first()
+        params = {
+            "organization_id": organization_id,
+            "identifier": identifier,
+            "device_type": device_type,
+            "created_at": self._uow.now,
+        }
+        row = self._conn.execute(_ADD_DEVICE[self._dialect], params).first()
         if row is not None:
             return _device(row), True
         existing = self.get(organization_id, identifier, lock=True)
@@ -403,11 +457,8 @@ class SqlOwners(_Repo):
 
 class SqlProcessedCommands(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
-        p = t.processed_commands
-        query = sa.select(p).where(
-            p.c.organization_id == organization_id, p.c.request_id == request_id
-        )
-        row = self._conn.execute(query).first()
+        params = {"organization_id": organization_id, "request_id": request_id}
+        row = self._conn.execute(_GET_PROCESSED, params).first()
         if row is None:
             return None
         return StoredResult(
@@ -420,22 +471,8 @@ class SqlProcessedCommands(_Repo):
         )
 
     def add(self, record: StoredResult) -> bool:
-        p = t.processed_commands
-        stmt = (
-            self._insert(p)
-            .values(
-                organization_id=record.organization_id,
-                request_id=record.request_id,
-                task=record.task,
-                command_hash=record.command_hash,
-                status_code=record.status_code,
-                result=record.result,
-                created_at=self._uow.now,
-            )
-            .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
-            .returning(p.c.id)
-        )
-        return self._conn.execute(stmt).first() is not None
+        params = {**record.__dict__, "created_at": self._uow.now}
+        return self._conn.execute(_ADD_PROCESSED[self._dialect], params).first() is not None
 
 
 class SqlRejections(_Repo):
@@ -487,9 +524,16 @@ class SqlDeadLetters(_Repo):
 class SqlUnitOfWork:
     """One transaction on one connection. Leaving without ``commit()`` rolls back."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        known_organizations: KnownOrganizations | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self.known_organizations = known_organizations
         self.events: list[DomainEvent] = []
         self.organizations = SqlOrganizations(self)
         self.devices = SqlDevices(self)

@@ -39,7 +39,12 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
     added = uow.owners.add(org, device.id, [c.id for c in customers])
 
     if added:
-        owners = uow.owners.of(device.id)
+        # A device made by this command has exactly the owners it just added (inserted in
+        # customer-id order); only an existing one needs its owner list read back.
+        if device_created:
+            owners = sorted((c for c in customers if c.id in added), key=lambda c: c.id)
+        else:
+            owners = uow.owners.of(device.id)
         uow.events.append(
             DeviceAssigned(
                 device_identifier=device.identifier,

@@ -10,7 +10,7 @@ from models import constants as c
 from models.database import create_engine
 from models.migrations import upgrade
 from models.settings import Settings
-from models.store import SqlUnitOfWork
+from models.store import KnownOrganizations, SqlUnitOfWork
 from tasks.retry import RetryPolicy
 
 # Collector thresholds for a process that applies commands: objects live for one command,
@@ -37,6 +37,7 @@ class Runtime:
             max_s=settings.retry_backoff_max_s,
         )
         self._engine: Engine | None = None
+        self._known_organizations = KnownOrganizations()
 
     @property
     def engine(self) -> Engine:
@@ -45,7 +46,7 @@ class Runtime:
         return self._engine
 
     def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+        return SqlUnitOfWork(self.engine, known_organizations=self._known_organizations)
 
     def after_fork(self) -> None:
         """A forked child must not share its parent's connections."""
