@@ -119,8 +119,9 @@ class Owners(Protocol):
 
 class ProcessedCommands(Protocol):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None: ...
-    def add(self, record: StoredResult) -> bool:
-        """Record a processed command; False if its key was taken meanwhile."""
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
+        """Record a processed command, with the outbox rows of its events; False if its
+        key was taken meanwhile (then neither is written)."""
         ...
 
 

@@ -191,6 +191,50 @@ _ADD_PROCESSED = _per_dialect(
 )
 
 
+def _pg_add_processed_with_outbox() -> Any:
+    """One round trip for the end of every command: the idempotency record and, only if
+    it was written (its key was free), the outbox rows; answers 1 or 0."""
+    recorded = (
+        postgresql.insert(_p)
+        .values(
+            {
+                name: sa.bindparam(name, type_=column.type)
+                for name, column in _p.c.items()
+                if name != "id"
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(_p.c.id)
+        .cte("recorded")
+    )
+    rows = _json_rows(
+        event_id=sa.String(),
+        organization_id=sa.String(),
+        type=sa.String(),
+        subject=sa.String(),
+        payload=postgresql.JSONB(),
+    )
+    events = (
+        sa.insert(t.outbox)
+        .from_select(
+            ["event_id", "organization_id", "type", "subject", "payload", "created_at"],
+            sa.select(
+                rows.c.event_id,
+                rows.c.organization_id,
+                rows.c.type,
+                rows.c.subject,
+                rows.c.payload,
+                sa.bindparam("created_at", type_=t.UTCDateTime()),
+            ).where(sa.exists(sa.select(recorded.c.id))),
+        )
+        .cte("events")
+    )
+    return sa.select(sa.func.count()).select_from(recorded).add_cte(events)
+
+
+_PG_ADD_PROCESSED_WITH_OUTBOX = _pg_add_processed_with_outbox()
+
+
 def _chunks(values: list[Any], size: int) -> list[list[Any]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
@@ -470,9 +514,15 @@ class SqlProcessedCommands(_Repo):
             result=row.result,
         )
 
-    def add(self, record: StoredResult) -> bool:
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
         params = {**record.__dict__, "created_at": self._uow.now}
-        return self._conn.execute(_ADD_PROCESSED[self._dialect], params).first() is not None
+        if outbox and self._postgres:
+            params["rows"] = _json([r.__dict__ for r in outbox])
+            return bool(self._conn.execute(_PG_ADD_PROCESSED_WITH_OUTBOX, params).scalar_one())
+        if self._conn.execute(_ADD_PROCESSED[self._dialect], params).first() is None:
+            return False
+        SqlOutbox(self._uow).add(outbox or [])
+        return True
 
 
 class SqlRejections(_Repo):

@@ -131,9 +131,8 @@ def _apply(
         rejection = exc
     else:
         records = _outbox_records(uow, org, request_id)
-        if not _record(uow, delivery, org, request_id, digest, result):
+        if not _record(uow, delivery, org, request_id, digest, result, outbox=records):
             return None
-        uow.outbox.add(records)
         uow.commit()
         return Outcome(result, org, request_id, events=len(records))
 
@@ -152,6 +151,8 @@ def _record(
     request_id: str,
     digest: str,
     result: dict[str, Any],
+    *,
+    outbox: list[OutboxRecord] | None = None,
 ) -> bool:
     return uow.commands.add(
         StoredResult(
@@ -161,7 +162,8 @@ def _record(
             command_hash=digest,
             status_code=int(result["statusCode"]),
             result=result,
-        )
+        ),
+        outbox,
     )
 
 

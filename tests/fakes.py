@@ -133,11 +133,12 @@ class FakeProcessed(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
         return self.s.processed.get((organization_id, request_id))
 
-    def add(self, record: StoredResult) -> bool:
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
         key = (record.organization_id, record.request_id)
         if key in self.uow.db.state.processed or key in self.s.processed:
             return False
         self.s.processed[key] = record
+        self.s.outbox.extend(outbox or [])
         return True
 
 
