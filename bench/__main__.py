@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +24,41 @@ from bench.report import plot, table
 from bench.scenarios import Measure, WorkerOptions, batches, cpu_count, noop, onboarding, singles
 from bench.stack import Stack, embedded_stack, server_stack
 
-# (messages for a and b, {batch size: items} for c, rows for d), per backend and run length.
-SIZES: dict[tuple[str, bool], tuple[int, dict[int, int], int]] = {
-    ("redis+postgres", False): (
-        6_000,
-        {1: 3_000, 10: 20_000, 100: 100_000, 1000: 200_000},
-        1_000_000,
+
+@dataclass(frozen=True)
+class Sizes:
+    noop_tasks: int  # (a)
+    single_commands: int  # (b)
+    items_by_batch_size: dict[int, int]  # (c): items sent at each batch size
+    onboard_rows: int  # (d)
+
+
+SIZES: dict[tuple[str, bool], Sizes] = {  # (backend, quick)
+    ("redis+postgres", False): Sizes(
+        6_000, 4_000, {1: 2_000, 10: 10_000, 100: 50_000, 1000: 200_000}, 1_000_000
     ),
-    ("redis+postgres", True): (1_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000),
-    ("embedded", False): (1_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000),
-    ("embedded", True): (300, {1: 100, 100: 2_000, 1000: 10_000}, 10_000),
+    ("redis+postgres", True): Sizes(
+        1_000, 1_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000
+    ),
+    # The embedded default is for one machine and small volumes: smaller sizes.
+    ("embedded", False): Sizes(
+        5_000, 2_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000
+    ),
+    ("embedded", True): Sizes(1_000, 500, {1: 100, 100: 2_000, 1000: 10_000}, 10_000),
 }
 
 
 def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool) -> list[Measure]:
-    messages, sweep, rows = SIZES[(stack.name, quick)]
+    sizes = SIZES[(stack.name, quick)]
     results = []
     for step in (
-        lambda: noop(stack, options, messages),
-        lambda: singles(stack, options, messages),
-        *(lambda b=b, n=n: batches(stack, options, b, n) for b, n in sweep.items()),
-        lambda: onboarding(stack, options, rows),
+        lambda: noop(stack, options, sizes.noop_tasks),
+        lambda: singles(stack, options, sizes.single_commands),
+        *(
+            lambda b=b, n=n: batches(stack, options, b, n)
+            for b, n in sizes.items_by_batch_size.items()
+        ),
+        lambda: onboarding(stack, options, sizes.onboard_rows),
     ):
         measure = step()
         print(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.noop_worker import NOOP_TASK
+from bench.noop_worker import NOOP_TASK, TALLY_VARIABLE
 from bench.stack import REPO, Stack, Worker, start_worker, wait_drained
 from models import tables as t
 from models.bulk import AssignDevices
@@ -93,16 +93,22 @@ def _drain(stack: Stack, args: list[str], name: str, total: int, done: Any) -> t
 def noop(stack: Stack, options: WorkerOptions, count: int) -> Measure:
     """(a) The ceiling: a task that does nothing, same broker and worker settings."""
     stack.clear_queue()
+    tally = stack.home / "noop.tally"
+    tally.unlink(missing_ok=True)
     with _client(stack, "bench") as client:
         for n in range(count):
             client.publish_raw(NOOP_TASK, {"n": n})
-    seconds, worker = _drain(stack, options.noop_args(), "noop-worker", count, None)
+    stack.env[TALLY_VARIABLE] = str(tally)
+    seconds, worker = _drain(
+        stack,
+        options.noop_args(),
+        "noop-worker",
+        count,
+        lambda: tally.exists() and tally.stat().st_size >= count,
+    )
     rss = worker.peak_rss_mib()
     worker.stop()
-    note = "" if stack.redis is not None else "clock stops when the queue folder is empty"
-    return Measure(
-        stack.name, "Celery no-op task (ceiling)", count, "tasks", seconds, *rss, note=note
-    )
+    return Measure(stack.name, "Celery no-op task (ceiling)", count, "tasks", seconds, *rss)
 
 
 def singles(stack: Stack, options: WorkerOptions, count: int) -> Measure:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
+from models import constants as c
 from models import tables as t
 from models.database import create_engine
 from models.migrations import upgrade
 from models.settings import Settings
-from worker.runtime import Runtime
+from models.store import SqlUnitOfWork
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -45,7 +46,7 @@ class Stack:
     name: str
     settings: Settings
     home: Path
-    runtime: Runtime
+    engine: Engine
     redis: Any = None  # a redis client on the private database number, or None (embedded)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -67,18 +68,18 @@ class Stack:
 
     def processed(self, organization: str) -> int:
         p = t.processed_commands
-        with self.runtime.engine.connect() as conn:
+        with self.engine.connect() as conn:
             query = sa.select(sa.func.count()).where(p.c.organization_id == organization)
             return int(conn.execute(query).scalar_one())
 
     def rows(self, table: sa.Table, organization: str) -> int:
-        with self.runtime.engine.connect() as conn:
+        with self.engine.connect() as conn:
             query = sa.select(sa.func.count()).where(table.c.organization_id == organization)
             return int(conn.execute(query).scalar_one())
 
     def new_org(self, prefix: str) -> str:
         org = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        with self.runtime.uow() as uow:
+        with SqlUnitOfWork(self.engine) as uow:
             uow.organizations.add(org, org)
             uow.commit()
         return org
@@ -120,10 +121,10 @@ def server_stack() -> Iterator[Stack]:
             database_url=url.render_as_string(hide_password=False),
             broker_url=f"{REDIS_BASE_URL}/{client.connection_pool.connection_kwargs['db']}",
         )
-        runtime = Runtime(settings)
-        upgrade(runtime.engine)
-        yield Stack("redis+postgres", settings, home, runtime, client, _environment(settings, home))
-        runtime.close()
+        engine = create_engine(settings.resolved_database_url)
+        upgrade(engine)
+        yield Stack("redis+postgres", settings, home, engine, client, _environment(settings, home))
+        engine.dispose()
     finally:
         client.flushdb()
         client.close()
@@ -150,10 +151,14 @@ def embedded_stack() -> Iterator[Stack]:
     home = Path(tempfile.mkdtemp(prefix="custody-bench-embedded-"))
     try:
         settings = Settings(home=home, database_url=None, broker_url=None)
-        runtime = Runtime(settings)
-        runtime.prepare_embedded()
-        yield Stack("embedded", settings, home, runtime, None, _environment(settings, home))
-        runtime.close()
+        settings.prepare_home()
+        engine = create_engine(settings.resolved_database_url)
+        upgrade(engine)
+        with SqlUnitOfWork(engine) as uow:  # what the embedded default prepares by itself
+            uow.organizations.add(c.LOCAL_ORGANIZATION, "Local organization")
+            uow.commit()
+        yield Stack("embedded", settings, home, engine, None, _environment(settings, home))
+        engine.dispose()
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
