@@ -27,33 +27,64 @@ from bench.stack import Stack, embedded_stack, server_stack
 
 @dataclass(frozen=True)
 class Sizes:
-    noop_tasks: int  # (a)
-    single_commands: int  # (b)
+    noop_tasks: int  # (a), per round
+    single_commands: int  # (b), per round
     items_by_batch_size: dict[int, int]  # (c): items sent at each batch size
     onboard_rows: int  # (d)
 
 
 SIZES: dict[tuple[str, bool], Sizes] = {  # (backend, quick)
     ("redis+postgres", False): Sizes(
-        6_000, 4_000, {1: 2_000, 10: 10_000, 100: 50_000, 1000: 200_000}, 1_000_000
+        2_500, 1_500, {1: 2_000, 10: 10_000, 100: 50_000, 1000: 200_000}, 1_000_000
     ),
     ("redis+postgres", True): Sizes(
         1_000, 1_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000
     ),
     # The embedded default is for one machine and small volumes: smaller sizes.
     ("embedded", False): Sizes(
-        5_000, 2_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000
+        2_000, 1_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000
     ),
     ("embedded", True): Sizes(1_000, 500, {1: 100, 100: 2_000, 1000: 10_000}, 10_000),
 }
 
 
-def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool) -> list[Measure]:
+def _report(measure: Measure) -> None:
+    print(
+        f"  {measure.backend:15} {measure.scenario:45} {measure.rate:10,.0f} {measure.unit}/s",
+        flush=True,
+    )
+
+
+def ceiling_and_singles(
+    stack: Stack, options: WorkerOptions, sizes: Sizes, rounds: int
+) -> list[Measure]:
+    """(a) and (b) in alternating rounds, so that both see the same (shared, changing)
+    machine; the round with the median rate of each stands, and the per-round ratios
+    are noted."""
+    pairs = []
+    for _ in range(rounds):
+        pair = (
+            noop(stack, options, sizes.noop_tasks),
+            singles(stack, options, sizes.single_commands),
+        )
+        for measure in pair:
+            _report(measure)
+        pairs.append(pair)
+    ratios = ", ".join(f"{b.rate / a.rate:.0%}" for a, b in pairs)
+    chosen = []
+    for kind in (0, 1):
+        runs = sorted((pair[kind] for pair in pairs), key=lambda m: m.rate)
+        median = runs[len(runs) // 2]
+        if rounds > 1:
+            median.note = f"median of {rounds} alternating rounds; single/no-op per round: {ratios}"
+        chosen.append(median)
+    return chosen
+
+
+def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool, rounds: int) -> list[Measure]:
     sizes = SIZES[(stack.name, quick)]
-    results = []
+    results = ceiling_and_singles(stack, options, sizes, rounds)
     for step in (
-        lambda: noop(stack, options, sizes.noop_tasks),
-        lambda: singles(stack, options, sizes.single_commands),
         *(
             lambda b=b, n=n: batches(stack, options, b, n)
             for b, n in sizes.items_by_batch_size.items()
@@ -61,10 +92,7 @@ def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool) -> list[Me
         lambda: onboarding(stack, options, sizes.onboard_rows),
     ):
         measure = step()
-        print(
-            f"  {measure.backend:15} {measure.scenario:45} {measure.rate:10,.0f} {measure.unit}/s",
-            flush=True,
-        )
+        _report(measure)
         results.append(measure)
     return results
 
@@ -83,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, default=2, help="worker processes (both workers)"
     )
     parser.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating rounds of the no-op and single-command runs (default 3, quick 1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
         "--plot", type=Path, default=None, help="write the batch-size plot here (PNG)"
@@ -108,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for context in stacks:
         with context as stack:
-            results.extend(run_backend(stack, options, quick=args.quick))
+            rounds = args.rounds or (1 if args.quick else 3)
+            results.extend(run_backend(stack, options, quick=args.quick, rounds=rounds))
     print()
     print(table(results))
     print(f"\n{time.monotonic() - started:.0f}s in all")

@@ -14,8 +14,8 @@ def table(results: list[Measure]) -> str:
     ceilings = {m.backend: m.rate for m in results if m.scenario == CEILING}
     lines = [
         "| backend | measurement | count | seconds | rate | vs. no-op ceiling "
-        "| worker RSS main / child (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| worker RSS main / child (MiB) | CPU s: worker / PostgreSQL / whole machine |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         versus = ""
@@ -26,9 +26,17 @@ def table(results: list[Measure]) -> str:
         note = f" ({m.note})" if m.note else ""
         lines.append(
             f"| {m.backend} | {m.scenario}{note} | {m.count:,} {m.unit} | {m.seconds:.1f} | "
-            f"{m.rate:,.0f} {m.unit}/s | {versus} | {m.rss_main_mib:.0f} / {m.rss_child_mib:.0f} |"
+            f"{m.rate:,.0f} {m.unit}/s | {versus} | {m.rss_main_mib:.0f} / {m.rss_child_mib:.0f} | "
+            f"{_cpu(m)} |"
         )
     return "\n".join(lines)
+
+
+def _cpu(m: Measure) -> str:
+    if m.cpu is None:
+        return ""
+    postgres = f"{m.cpu.postgres_s:.1f}" if m.backend != "embedded" else "n/a"
+    return f"{m.cpu.worker_s:.1f} / {postgres} / {m.cpu.machine_s:.1f}"
 
 
 def plot(results: list[Measure], path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import CpuUse, since, snapshot
 from bench.noop_worker import NOOP_TASK, TALLY_VARIABLE
 from bench.stack import REPO, Stack, Worker, start_worker, wait_drained
 from models import tables as t
@@ -54,6 +56,7 @@ class Measure:
     seconds: float
     rss_main_mib: float
     rss_child_mib: float
+    cpu: CpuUse | None = None
     batch_size: int | None = None
     note: str = ""
 
@@ -62,7 +65,8 @@ class Measure:
         return self.count / self.seconds if self.seconds > 0 else math.inf
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "rate": round(self.rate, 1)}
+        cpu = self.cpu.__dict__ if self.cpu else None
+        return {**self.__dict__, "cpu": cpu, "rate": round(self.rate, 1)}
 
 
 def _item(prefix: str, n: int) -> dict[str, Any]:
@@ -80,14 +84,25 @@ def _client(stack: Stack, org: str) -> Client:
     return Client.from_settings(stack.settings, organization=org)
 
 
-def _drain(stack: Stack, args: list[str], name: str, total: int, done: Any) -> tuple[float, Worker]:
+def _drain(
+    stack: Stack, args: list[str], name: str, total: int, done: Any
+) -> tuple[float, Worker, CpuUse]:
+    """Start a worker on the filled queue, time the drain, measure the CPU it took."""
     worker = start_worker(stack, args, name=name)
+    before = []
     try:
-        started, ended = wait_drained(stack, worker, total, done=done)
+        started, ended = wait_drained(
+            stack,
+            worker,
+            total,
+            done=done,
+            on_start=lambda: before.append(snapshot(worker.pids(), stack.database)),
+        )
+        cpu = since(before[0], worker.pids(), stack.database)
     except BaseException:
         worker.stop()
         raise
-    return ended - started, worker
+    return ended - started, worker, cpu
 
 
 def noop(stack: Stack, options: WorkerOptions, count: int) -> Measure:
@@ -99,7 +114,7 @@ def noop(stack: Stack, options: WorkerOptions, count: int) -> Measure:
         for n in range(count):
             client.publish_raw(NOOP_TASK, {"n": n})
     stack.env[TALLY_VARIABLE] = str(tally)
-    seconds, worker = _drain(
+    seconds, worker, cpu = _drain(
         stack,
         options.noop_args(),
         "noop-worker",
@@ -108,7 +123,7 @@ def noop(stack: Stack, options: WorkerOptions, count: int) -> Measure:
     )
     rss = worker.peak_rss_mib()
     worker.stop()
-    return Measure(stack.name, "Celery no-op task (ceiling)", count, "tasks", seconds, *rss)
+    return Measure(stack.name, "Celery no-op task (ceiling)", count, "tasks", seconds, *rss, cpu)
 
 
 def singles(stack: Stack, options: WorkerOptions, count: int) -> Measure:
@@ -128,14 +143,16 @@ def singles(stack: Stack, options: WorkerOptions, count: int) -> Measure:
                 device_type="Lock",
             )
             client.publish(command)
-    seconds, worker = _drain(
+    seconds, worker, cpu = _drain(
         stack, options.custody_args(), "single-worker", count, lambda: stack.processed(org) >= count
     )
     rss = worker.peak_rss_mib()
     worker.stop()
     owners = stack.rows(t.ownerships, org)
     assert owners == 2 * count, f"expected {2 * count} owner rows, found {owners}"
-    return Measure(stack.name, "assign_device, one per message", count, "commands", seconds, *rss)
+    return Measure(
+        stack.name, "assign_device, one per message", count, "commands", seconds, *rss, cpu
+    )
 
 
 def batches(stack: Stack, options: WorkerOptions, batch_size: int, items: int) -> Measure:
@@ -151,7 +168,7 @@ def batches(stack: Stack, options: WorkerOptions, batch_size: int, items: int) -
             ]
             command = build(AssignDevices, request_id=f"bulk-{m}", organization_id=org, items=chunk)
             client.publish(command)
-    seconds, worker = _drain(
+    seconds, worker, cpu = _drain(
         stack,
         options.custody_args(),
         f"bulk{batch_size}-worker",
@@ -169,6 +186,7 @@ def batches(stack: Stack, options: WorkerOptions, batch_size: int, items: int) -
         "items",
         seconds,
         *rss,
+        cpu,
         batch_size=batch_size,
     )
 
@@ -190,6 +208,8 @@ def onboarding(stack: Stack, options: WorkerOptions, rows: int) -> Measure:
     try:
         _wait_serving(stack)
         env = {**stack.env, "CUSTODY_ORGANIZATION": org}
+        before = snapshot(worker.pids(), stack.database)
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         process = subprocess.Popen(
             [
@@ -211,6 +231,9 @@ def onboarding(stack: Stack, options: WorkerOptions, rows: int) -> Measure:
         )
         out, err = process.communicate()
         seconds = time.monotonic() - started
+        cpu = since(before, worker.pids(), stack.database)
+        producer = resource.getrusage(resource.RUSAGE_CHILDREN)
+        producer_s = producer.ru_utime + producer.ru_stime - reaped.ru_utime - reaped.ru_stime
         rss = worker.peak_rss_mib()
     finally:
         worker.stop()
@@ -220,7 +243,14 @@ def onboarding(stack: Stack, options: WorkerOptions, rows: int) -> Measure:
     report = json.loads(out)
     assert report["assigned"] == rows, report
     return Measure(
-        stack.name, "custody onboard FILE --wait (end to end)", rows, "rows", seconds, *rss
+        stack.name,
+        "custody onboard FILE --wait (end to end)",
+        rows,
+        "rows",
+        seconds,
+        *rss,
+        cpu,
+        note=f"the onboard command itself used {producer_s:.0f} s of CPU",
     )
 
 

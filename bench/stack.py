@@ -49,6 +49,7 @@ class Stack:
     engine: Engine
     redis: Any = None  # a redis client on the private database number, or None (embedded)
     env: dict[str, str] = field(default_factory=dict)
+    database: str | None = None  # the private PostgreSQL database, if any
 
     @property
     def embedded(self) -> bool:
@@ -123,7 +124,8 @@ def server_stack() -> Iterator[Stack]:
         )
         engine = create_engine(settings.resolved_database_url)
         upgrade(engine)
-        yield Stack("redis+postgres", settings, home, engine, client, _environment(settings, home))
+        env = _environment(settings, home)
+        yield Stack("redis+postgres", settings, home, engine, client, env, database)
         engine.dispose()
     finally:
         client.flushdb()
@@ -216,10 +218,17 @@ def start_worker(stack: Stack, module_args: list[str], *, name: str) -> Worker:
 
 
 def wait_drained(
-    stack: Stack, worker: Worker, total: int, *, done: Any = None, timeout_s: float = 900.0
+    stack: Stack,
+    worker: Worker,
+    total: int,
+    *,
+    done: Any = None,
+    on_start: Any = None,
+    timeout_s: float = 900.0,
 ) -> tuple[float, float]:
     """Wait until the queue is empty and ``done()`` holds; return (first take, end) as
-    monotonic times. The clock starts when the first message leaves the queue."""
+    monotonic times. The clock starts when the first message leaves the queue (then
+    ``on_start()`` is called)."""
     deadline = time.monotonic() + timeout_s
     started = None
     while time.monotonic() < deadline:
@@ -230,6 +239,8 @@ def wait_drained(
         now = time.monotonic()
         if started is None and left < total:
             started = now
+            if on_start is not None:
+                on_start()
         if left == 0 and (done is None or done()):
             return started or now, now
         time.sleep(0.005 if started is None else 0.02)

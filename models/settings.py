@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         return self.broker_url or "filesystem://localhost/"
 
     @property
+    def broker_transport(self) -> str | None:
+        """The kombu transport class to use instead of the URL's scheme, if any: the
+        embedded default writes message files atomically (``models.filesystem_broker``)."""
+        return "models.filesystem_broker:Transport" if self.embedded else None
+
+    @property
     def broker_folder(self) -> Path:
         return (self.home / "broker").resolve()
 

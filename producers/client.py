@@ -77,10 +77,13 @@ class Client:
         organization: str = c.LOCAL_ORGANIZATION,
         transport_options: dict[str, Any] | None = None,
         queue: str = c.COMMANDS_QUEUE,
+        transport: str | None = None,
     ) -> None:
         self.organization = organization
         self._queue = commands_queue(queue)
-        self._connection = Connection(broker_url, transport_options=transport_options or {})
+        self._connection = Connection(
+            broker_url, transport=transport, transport_options=transport_options or {}
+        )
         self._producer: Any = None
         self._reply_queue: Queue | None = None
         self._replies: defaultdict[str, list[Reply]] = defaultdict(list)
@@ -94,6 +97,7 @@ class Client:
             organization=organization or settings.organization,
             transport_options=settings.broker_transport_options(),
             queue=settings.commands_queue,
+            transport=settings.broker_transport,
         )
 
     # -- commands -------------------------------------------------------------------------

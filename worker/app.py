@@ -19,6 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue = commands_queue(settings.commands_queue)
     return {
         "broker_url": settings.resolved_broker_url,
+        "broker_transport": settings.broker_transport,
         "broker_transport_options": settings.broker_transport_options(),
         "broker_connection_retry_on_startup": True,
         "task_protocol": 2,
