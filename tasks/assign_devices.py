@@ -32,10 +32,7 @@ class _Plan:
     index: int
     item: AssignmentItem
     emails: EmailSelection
-
-    @property
-    def identifier(self) -> str:
-        return self.item.device_identifier
+    identifier: str  # the item's device identifier, trimmed
 
 
 @dataclass
@@ -70,7 +67,7 @@ def assign_devices(command: AssignDevices, uow: UnitOfWork) -> AssignDevicesResu
                 "failed", 400, "INVALID_REQUEST", [problem], parsed.device_identifier
             )
             continue
-        plans.append(_Plan(index, parsed, emails))
+        plans.append(_Plan(index, parsed, emails, parsed.device_identifier))
 
     # Devices: lock the known ones (in identifier order), then create the missing ones that
     # some item may create; the first such item creates it, with its deviceType.
