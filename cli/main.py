@@ -80,7 +80,7 @@ def worker(
     relay: bool | None,
 ) -> None:
     """Consume commands and apply them."""
-    from worker.app import create_app
+    from worker.app import create_app, quiet_per_task_logs
     from worker.logs import configure_logging
 
     settings = ctx.settings
@@ -97,6 +97,11 @@ def worker(
     configure_logging(level, json_lines=settings.log_format == "json")
     if settings.metrics_port is not None:
         metrics.serve(settings.metrics_port)
+    quiet_per_task_logs(level)
+    if (pool or settings.worker_pool) != "prefork":
+        from worker.runtime import settle_memory
+
+        settle_memory()  # no forked children: the main process applies commands itself
     app.worker_main(
         [
             "worker",
@@ -250,6 +255,10 @@ def _register_more() -> None:
     cli.add_command(events.events)
     for command in access.COMMANDS:
         cli.add_command(command)
+
+    from cli import onboard
+
+    cli.add_command(onboard.onboard)
 
 
 _register_more()

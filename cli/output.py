@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+MAX_ITEMS_SHOWN = 20  # of a bulk result's failed and skipped items, in text output
+
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
@@ -46,6 +48,19 @@ def describe_result(result: dict[str, Any], *, request_id: str | None = None) ->
             lines.append(f"  {email:<32} was not an owner")
         if result.get("skippedEmails"):
             lines.append(f"  skipped invalid e-mail(s): {', '.join(result['skippedEmails'])}")
+    elif "summary" in result:  # custody.assign_devices: one line, then the items that did not go
+        lines.append(str(result.get("message")))
+        troubled = [
+            (n, item) for n, item in enumerate(result.get("items") or []) if "errorCode" in item
+        ]
+        for n, item in troubled[:MAX_ITEMS_SHOWN]:
+            device = f" {item['deviceIdentifier']}" if item.get("deviceIdentifier") else ""
+            lines.append(
+                f"  item {n}{device}: {item['status']} {item['statusCode']} "
+                f"{item['errorCode']}: {'; '.join(item['errorMessages'])}"
+            )
+        if len(troubled) > MAX_ITEMS_SHOWN:
+            lines.append(f"  … and {len(troubled) - MAX_ITEMS_SHOWN} more (--json shows all)")
     else:
         lines.append(json.dumps(result, ensure_ascii=False))
     if request_id:

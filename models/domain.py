@@ -6,11 +6,12 @@ unit of work stores them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from models.constants import DEVICE_ASSIGNED, DEVICE_UNASSIGNED, MAX_EMAIL_CHARS
 
@@ -40,11 +41,37 @@ class EmailSelection:
     skipped: list[str]
 
 
+# The everyday shape of an address: an ASCII dot-atom local part and a domain of plain
+# letter-digit-hyphen labels whose last label is letters only, without "--" anywhere.
+# Every address of this shape passes ``validate_email`` (a property test holds them to
+# it); it is checked in about a microsecond instead of ~40, which matters when millions of
+# rows are onboarded. Anything else takes the full validator.
+_ATEXT = r"a-z0-9_!#$%&'*+/=?^`{|}~-"
+_PLAIN_EMAIL = re.compile(
+    rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@(?:[a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?\.)+[a-z]{{1,63}}"
+)
+_SPECIAL_USE_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_MAX_PLAIN_EMAIL_CHARS = 254  # the validator's own bound on a whole address
+_MAX_PLAIN_DOMAIN_CHARS = 253
+
+
+def _is_plain_email(email: str) -> bool:
+    if len(email) > _MAX_PLAIN_EMAIL_CHARS or "--" in email or not _PLAIN_EMAIL.fullmatch(email):
+        return False
+    domain_chars = len(email) - email.index("@") - 1
+    return (
+        domain_chars <= _MAX_PLAIN_DOMAIN_CHARS
+        and email.rpartition(".")[2] not in _SPECIAL_USE_TLDS
+    )
+
+
 def normalize_email(raw: str) -> str | None:
     """Trim, lowercase and check the syntax of one address (no DNS); ``None`` if invalid."""
     email = raw.strip().lower()
     if not email or len(email) > MAX_EMAIL_CHARS:
         return None
+    if _is_plain_email(email):
+        return email
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError:

@@ -100,6 +100,20 @@ class Devices(Protocol):
         the flag tells whether this call created it."""
         ...
 
+    # Set-based forms for bulk commands: a few statements whatever the number of devices.
+    def lock_many(self, organization_id: str, identifiers: list[str]) -> dict[str, Device]:
+        """The existing devices among ``identifiers``, each row locked, locks taken in
+        identifier order (one order for every transaction, so no deadlock)."""
+        ...
+
+    def add_many(
+        self, organization_id: str, devices: dict[str, str | None]
+    ) -> tuple[dict[str, Device], set[str]]:
+        """Create the devices (identifier -> type) that are missing, in identifier order;
+        return every one of them (those a concurrent command just made are loaded and
+        locked) and the identifiers this call created."""
+        ...
+
 
 class Customers(Protocol):
     def ensure(self, organization_id: str, emails: list[str]) -> list[Customer]:
@@ -125,6 +139,14 @@ class Owners(Protocol):
 
     def remove(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
         """Delete owner rows; returns the customer ids that were owners until now."""
+        ...
+
+    def add_many(self, organization_id: str, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Add (device id, customer id) owner rows; returns the pairs that were not owners."""
+        ...
+
+    def of_many(self, device_ids: list[int]) -> dict[int, list[Customer]]:
+        """Every owner of each device, oldest first."""
         ...
 
 
@@ -165,8 +187,9 @@ class Accesses(Protocol):
 
 class ProcessedCommands(Protocol):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None: ...
-    def add(self, record: StoredResult) -> bool:
-        """Record a processed command; False if its key was taken meanwhile."""
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
+        """Record a processed command, with the outbox rows of its events; False if its
+        key was taken meanwhile (then neither is written)."""
         ...
 
 

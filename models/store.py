@@ -8,7 +8,9 @@ connection, deadlock, serialization failure, lock timeout, SQLite busy) leave as
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -66,6 +68,206 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError)
 
 
+# Set-based SQL. On PostgreSQL many rows travel as ONE parameter, a JSON array, expanded
+# server-side (``jsonb_to_recordset``): one statement, one round trip, and next to no
+# client-side work per row. Encoding a list of dicts to JSON is one C call; array
+# parameters would be dumped element by element in Python (and JSON documents inside a
+# text array escaped quote by quote), and a multi-row VALUES list costs an order of
+# magnitude more. On SQLite, in-process, ``executemany`` and IN lists in chunks do the job.
+_SQLITE_IN_CHUNK = 900  # bound parameters per IN list, below every SQLite's variable limit
+
+
+def _json_param(name: str) -> Any:
+    return sa.cast(sa.bindparam(name, type_=sa.Text()), postgresql.JSONB)
+
+
+def _json_rows(**columns: Any) -> Any:
+    """``jsonb_to_recordset(:rows) AS anon(a type, …)``: the rows of a JSON array of objects."""
+    return (
+        sa.func.jsonb_to_recordset(_json_param("rows"))
+        .table_valued(*(sa.column(name, type_) for name, type_ in columns.items()))
+        .render_derived(with_types=True)
+    )
+
+
+def _pg_each(query: Callable[[Any], Any]) -> Any:
+    """``query(value)`` run once per element of the JSON array parameter ``values``, in
+    the array's order: ``FROM jsonb_array_elements_text(:values) v CROSS JOIN LATERAL
+    (query(v.value) OFFSET 0)``. Each run is an index lookup whatever the planner's
+    statistics say (a set-based ``= ANY(…)`` is planned as a filter over the whole
+    organization while a fast-growing table has not been analyzed yet), and row locks
+    are taken in the array's order."""
+    values = sa.func.jsonb_array_elements_text(_json_param("values")).table_valued("value")
+    match = query(values.c.value).offset(0).lateral("match")
+    return sa.select(match).select_from(values).join(match, sa.true())
+
+
+def _org_param() -> Any:
+    return sa.bindparam("organization_id", type_=sa.String())
+
+
+def _now_param() -> Any:
+    return sa.bindparam("now", type_=t.UTCDateTime())
+
+
+def _pg_insert_rows(
+    table: sa.Table, conflict: list[str] | None, *, per_org: bool = True, **columns: Any
+) -> Any:
+    """INSERT the rows of the ``rows`` parameter with the clock reading (and, ``per_org``,
+    the organization) on each; with ``conflict``, ON CONFLICT DO NOTHING, so that the
+    RETURNING rows are exactly the rows created."""
+    rows = _json_rows(**columns)
+    given = [_org_param()] if per_org else []
+    select = sa.select(*given, *(rows.c[name] for name in columns), _now_param())
+    names = ["organization_id"] if per_org else []
+    insert = postgresql.insert(table).from_select([*names, *columns, "created_at"], select)
+    return insert if conflict is None else insert.on_conflict_do_nothing(index_elements=conflict)
+
+
+_PG_INSERT_DEVICES = _pg_insert_rows(
+    t.devices,
+    ["organization_id", "identifier"],
+    identifier=sa.String(),
+    device_type=sa.String(),
+).returning(*t.devices.c)
+_PG_INSERT_CUSTOMERS = _pg_insert_rows(
+    t.customers, ["organization_id", "email"], email=sa.String(), name=sa.String()
+).returning(t.customers.c.id, t.customers.c.email, t.customers.c.name)
+_PG_INSERT_OWNERS = _pg_insert_rows(
+    t.ownerships,
+    ["device_id", "customer_id"],
+    device_id=sa.BigInteger(),
+    customer_id=sa.BigInteger(),
+).returning(t.ownerships.c.device_id, t.ownerships.c.customer_id)
+_PG_INSERT_OUTBOX = _pg_insert_rows(
+    t.outbox,
+    None,
+    per_org=False,
+    event_id=sa.String(),
+    organization_id=sa.String(),
+    type=sa.String(),
+    subject=sa.String(),
+    payload=postgresql.JSONB(),
+)
+
+
+_d, _c, _o = t.devices, t.customers, t.ownerships
+_PG_LOCK_DEVICES = _pg_each(
+    lambda value: (
+        sa.select(_d)
+        .where(_d.c.organization_id == _org_param(), _d.c.identifier == value)
+        .with_for_update()
+    )
+)
+_PG_FIND_CUSTOMERS = _pg_each(
+    lambda value: sa.select(_c.c.id, _c.c.email, _c.c.name).where(
+        _c.c.organization_id == _org_param(), _c.c.email == value
+    )
+)
+_PG_OWNERS_OF = _pg_each(
+    lambda value: (
+        sa.select(
+            _o.c.id.label("ownership_id"),
+            _o.c.device_id,
+            _c.c.id,
+            _c.c.organization_id,
+            _c.c.email,
+            _c.c.name,
+        )
+        .join(_c, _o.c.customer_id == _c.c.id)
+        .where(_o.c.device_id == sa.cast(value, sa.BigInteger()))
+    )
+)
+
+
+# The statements every single command runs, built once (building and keying a statement
+# costs about as much client time as executing it). Inserts differ per dialect.
+def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+_p = t.processed_commands
+_ORGANIZATION_EXISTS = sa.select(t.organizations.c.id).where(
+    t.organizations.c.id == sa.bindparam("organization_id")
+)
+_GET_DEVICE = sa.select(_d).where(
+    _d.c.organization_id == sa.bindparam("organization_id"),
+    _d.c.identifier == sa.bindparam("identifier"),
+)
+_GET_DEVICE_LOCKED = _GET_DEVICE.with_for_update()
+_ADD_DEVICE = _per_dialect(
+    lambda insert: (
+        insert(_d)
+        .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
+        .returning(*_d.c)
+    )
+)
+_GET_PROCESSED = sa.select(_p).where(
+    _p.c.organization_id == sa.bindparam("organization_id"),
+    _p.c.request_id == sa.bindparam("request_id"),
+)
+_ADD_PROCESSED = _per_dialect(
+    lambda insert: (
+        insert(_p)
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(_p.c.id)
+    )
+)
+
+
+def _pg_add_processed_with_outbox() -> Any:
+    """One round trip for the end of every command: the idempotency record and, only if
+    it was written (its key was free), the outbox rows; answers 1 or 0."""
+    recorded = (
+        postgresql.insert(_p)
+        .values(
+            {
+                name: sa.bindparam(name, type_=column.type)
+                for name, column in _p.c.items()
+                if name != "id"
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
+        .returning(_p.c.id)
+        .cte("recorded")
+    )
+    rows = _json_rows(
+        event_id=sa.String(),
+        organization_id=sa.String(),
+        type=sa.String(),
+        subject=sa.String(),
+        payload=postgresql.JSONB(),
+    )
+    events = (
+        sa.insert(t.outbox)
+        .from_select(
+            ["event_id", "organization_id", "type", "subject", "payload", "created_at"],
+            sa.select(
+                rows.c.event_id,
+                rows.c.organization_id,
+                rows.c.type,
+                rows.c.subject,
+                rows.c.payload,
+                sa.bindparam("created_at", type_=t.UTCDateTime()),
+            ).where(sa.exists(sa.select(recorded.c.id))),
+        )
+        .cte("events")
+    )
+    return sa.select(sa.func.count()).select_from(recorded).add_cte(events)
+
+
+_PG_ADD_PROCESSED_WITH_OUTBOX = _pg_add_processed_with_outbox()
+
+
+def _notify_relays(conn: Connection) -> None:
+    """Wake listening relays: delivered on commit, dropped on rollback (PostgreSQL)."""
+    conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
+
+
+def _chunks(values: list[Any], size: int) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 class _Repo:
     def __init__(self, uow: SqlUnitOfWork) -> None:
         self._uow = uow
@@ -74,16 +276,72 @@ class _Repo:
     def _conn(self) -> Connection:
         return self._uow.connection
 
+    @property
+    def _postgres(self) -> bool:
+        return self._conn.dialect.name == "postgresql"
+
+    @property
+    def _dialect(self) -> str:
+        return str(self._conn.dialect.name)
+
     def _insert(self, table: sa.Table) -> Any:
         if self._conn.dialect.name == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _each(self, pg_query: Any, organization_id: str, values: list[Any]) -> Sequence[Any]:
+        """PostgreSQL: the rows of a ``_pg_each`` query for ``values``, in their order."""
+        params = {"organization_id": organization_id, "values": _json(values)}
+        return self._conn.execute(pg_query, params).all()
+
+    def _insert_rows(
+        self,
+        pg_statement: Any,
+        table: sa.Table,
+        conflict: list[str],
+        returning: list[Any],
+        organization_id: str,
+        rows: list[dict[str, Any]],
+    ) -> Sequence[Any]:
+        """Insert ``rows`` with the organization and the clock reading on each, ON CONFLICT
+        DO NOTHING; returns the rows created."""
+        if self._postgres:
+            params = {"organization_id": organization_id, "now": self._uow.now, "rows": _json(rows)}
+            return self._conn.execute(pg_statement, params).all()
+        stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict)
+        complete = [
+            {**row, "organization_id": organization_id, "created_at": self._uow.now} for row in rows
+        ]
+        return self._conn.execute(stmt.returning(*returning), complete).all()
+
+
+class KnownOrganizations:
+    """Organizations seen to exist, remembered for a while by one process: every command
+    checks its organization, and organizations are created, never deleted. Absence is
+    never remembered, so a new organization is served at once."""
+
+    def __init__(self, *, ttl_s: float = 60.0) -> None:
+        self._ttl_s = ttl_s
+        self._seen: dict[str, float] = {}
+
+    def __contains__(self, organization_id: str) -> bool:
+        seen = self._seen.get(organization_id)
+        return seen is not None and time.monotonic() - seen < self._ttl_s
+
+    def add(self, organization_id: str) -> None:
+        self._seen[organization_id] = time.monotonic()
+
 
 class SqlOrganizations(_Repo):
     def exists(self, organization_id: str) -> bool:
-        query = sa.select(t.organizations.c.id).where(t.organizations.c.id == organization_id)
-        return self._conn.execute(query).first() is not None
+        known = self._uow.known_organizations
+        if known is not None and organization_id in known:
+            return True
+        params = {"organization_id": organization_id}
+        found = self._conn.execute(_ORGANIZATION_EXISTS, params).first() is not None
+        if found and known is not None:
+            known.add(organization_id)
+        return found
 
     def add(self, organization_id: str, name: str) -> bool:
         stmt = (
@@ -161,59 +419,97 @@ def _device(row: Any) -> Device:
 
 class SqlDevices(_Repo):
     def get(self, organization_id: str, identifier: str, *, lock: bool = False) -> Device | None:
-        d = t.devices
-        query = sa.select(d).where(
-            d.c.organization_id == organization_id, d.c.identifier == identifier
-        )
-        if lock:
-            query = query.with_for_update()
-        row = self._conn.execute(query).first()
+        query = _GET_DEVICE_LOCKED if lock else _GET_DEVICE
+        params = {"organization_id": organization_id, "identifier": identifier}
+        row = self._conn.execute(query, params).first()
         return None if row is None else _device(row)
 
     def add(
         self, organization_id: str, identifier: str, device_type: str | None
     ) -> tuple[Device, bool]:
-        stmt = (
-            self._insert(t.devices)
-            .values(
-                organization_id=organization_id,
-                identifier=identifier,
-                device_type=device_type,
-                created_at=self._uow.now,
-            )
-            .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
-            .returning(*t.devices.c)
-        )
-        row = self._conn.execute(stmt).first()
+        params = {
+            "organization_id": organization_id,
+            "identifier": identifier,
+            "device_type": device_type,
+            "created_at": self._uow.now,
+        }
+        row = self._conn.execute(_ADD_DEVICE[self._dialect], params).first()
         if row is not None:
             return _device(row), True
         existing = self.get(organization_id, identifier, lock=True)
         assert existing is not None, "a conflicting device row must exist"
         return existing, False
 
+    def lock_many(self, organization_id: str, identifiers: list[str]) -> dict[str, Device]:
+        d = t.devices
+        found: dict[str, Device] = {}
+        wanted = sorted(set(identifiers))  # code-point order = ORDER BY … COLLATE "C"
+        if not wanted:
+            return found
+        if self._postgres:
+            # One index lookup per identifier, locked in sorted order.
+            rows: Sequence[Any] = self._each(_PG_LOCK_DEVICES, organization_id, wanted)
+        else:
+            rows = [
+                row
+                for chunk in _chunks(wanted, _SQLITE_IN_CHUNK)
+                for row in self._conn.execute(
+                    sa.select(d).where(
+                        d.c.organization_id == organization_id, d.c.identifier.in_(chunk)
+                    )
+                )
+            ]
+        found.update((row.identifier, _device(row)) for row in rows)
+        return found
+
+    def add_many(
+        self, organization_id: str, devices: dict[str, str | None]
+    ) -> tuple[dict[str, Device], set[str]]:
+        wanted = sorted(devices)
+        if not wanted:
+            return {}, set()
+        rows = self._insert_rows(
+            _PG_INSERT_DEVICES,
+            t.devices,
+            ["organization_id", "identifier"],
+            list(t.devices.c),
+            organization_id,
+            [{"identifier": i, "device_type": devices[i]} for i in wanted],
+        )
+        made = {row.identifier: _device(row) for row in rows}
+        missing = [i for i in wanted if i not in made]
+        # Made meanwhile by a concurrent command: theirs, loaded and locked.
+        return {**made, **self.lock_many(organization_id, missing)}, set(made)
+
 
 class SqlCustomers(_Repo):
     def ensure(self, organization_id: str, emails: list[str]) -> list[Customer]:
         c = t.customers
-        rows = [
-            {
-                "organization_id": organization_id,
-                "email": email,
-                "name": name_from_email(email),
-                "created_at": self._uow.now,
-            }
-            for email in sorted(emails)  # one lock order for every transaction
-        ]
-        stmt = (
-            self._insert(c)
-            .on_conflict_do_nothing(index_elements=["organization_id", "email"])
-            .returning(c.c.email)
+        ordered = sorted(set(emails))  # one lock order for every transaction
+        if not ordered:
+            return []
+        rows = self._insert_rows(
+            _PG_INSERT_CUSTOMERS,
+            c,
+            ["organization_id", "email"],
+            [c.c.id, c.c.email, c.c.name],
+            organization_id,
+            [{"email": email, "name": name_from_email(email)} for email in ordered],
         )
-        created = set(self._conn.execute(stmt, rows).scalars()) if rows else set()
-        query = sa.select(c.c.id, c.c.email, c.c.name).where(
-            c.c.organization_id == organization_id, c.c.email.in_(emails)
-        )
-        found = {row.email: row for row in self._conn.execute(query)}
+        created = {row.email for row in rows}
+        found = {row.email: row for row in rows}
+        existing = [email for email in ordered if email not in created]
+        if existing and self._postgres:
+            found.update(
+                (row.email, row)
+                for row in self._each(_PG_FIND_CUSTOMERS, organization_id, existing)
+            )
+        elif existing:
+            for chunk in _chunks(existing, _SQLITE_IN_CHUNK):
+                query = sa.select(c.c.id, c.c.email, c.c.name).where(
+                    c.c.organization_id == organization_id, c.c.email.in_(chunk)
+                )
+                found.update((row.email, row) for row in self._conn.execute(query))
         return [
             Customer(
                 id=found[e].id,
@@ -252,37 +548,59 @@ class SqlCustomers(_Repo):
 
 class SqlOwners(_Repo):
     def add(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
+        pairs = [(device_id, cid) for cid in customer_ids]
+        return {cid for _, cid in self.add_many(organization_id, pairs)}
+
+    def add_many(self, organization_id: str, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
         o = t.ownerships
-        rows = [
-            {
-                "organization_id": organization_id,
-                "device_id": device_id,
-                "customer_id": cid,
-                "created_at": self._uow.now,
-            }
-            for cid in sorted(customer_ids)
-        ]
-        if not rows:
+        ordered = sorted(set(pairs))  # one lock order for every transaction
+        if not ordered:
             return set()
-        stmt = (
-            self._insert(o)
-            .on_conflict_do_nothing(index_elements=["device_id", "customer_id"])
-            .returning(o.c.customer_id)
+        rows = self._insert_rows(
+            _PG_INSERT_OWNERS,
+            o,
+            ["device_id", "customer_id"],
+            [o.c.device_id, o.c.customer_id],
+            organization_id,
+            [{"device_id": d, "customer_id": c} for d, c in ordered],
         )
-        return set(self._conn.execute(stmt, rows).scalars())
+        return {(row.device_id, row.customer_id) for row in rows}
 
     def of(self, device_id: int) -> list[Customer]:
+        return self.of_many([device_id]).get(device_id, [])
+
+    def of_many(self, device_ids: list[int]) -> dict[int, list[Customer]]:
         o, c = t.ownerships, t.customers
-        query = (
-            sa.select(c.c.id, c.c.organization_id, c.c.email, c.c.name)
-            .join(o, o.c.customer_id == c.c.id)
-            .where(o.c.device_id == device_id)
-            .order_by(o.c.id)
-        )
-        return [
-            Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
-            for r in self._conn.execute(query)
-        ]
+        owners: dict[int, list[Customer]] = {}
+        wanted = sorted(set(device_ids))
+        if not wanted:
+            return owners
+        if self._postgres:
+            rows: list[Any] = sorted(
+                self._each(_PG_OWNERS_OF, "", wanted), key=lambda r: r.ownership_id
+            )
+        else:
+            rows = []
+            for chunk in _chunks(wanted, _SQLITE_IN_CHUNK):
+                query = (
+                    sa.select(
+                        o.c.id.label("ownership_id"),
+                        o.c.device_id,
+                        c.c.id,
+                        c.c.organization_id,
+                        c.c.email,
+                        c.c.name,
+                    )
+                    .join(o, o.c.customer_id == c.c.id)
+                    .where(o.c.device_id.in_(chunk))
+                )
+                rows.extend(self._conn.execute(query))
+            rows.sort(key=lambda r: r.ownership_id)
+        for r in rows:
+            owners.setdefault(r.device_id, []).append(
+                Customer(id=r.id, organization_id=r.organization_id, email=r.email, name=r.name)
+            )
+        return owners
 
     def remove(self, organization_id: str, device_id: int, customer_ids: list[int]) -> set[int]:
         o = t.ownerships
@@ -426,11 +744,8 @@ class SqlAccesses(_Repo):
 
 class SqlProcessedCommands(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
-        p = t.processed_commands
-        query = sa.select(p).where(
-            p.c.organization_id == organization_id, p.c.request_id == request_id
-        )
-        row = self._conn.execute(query).first()
+        params = {"organization_id": organization_id, "request_id": request_id}
+        row = self._conn.execute(_GET_PROCESSED, params).first()
         if row is None:
             return None
         return StoredResult(
@@ -442,23 +757,18 @@ class SqlProcessedCommands(_Repo):
             result=row.result,
         )
 
-    def add(self, record: StoredResult) -> bool:
-        p = t.processed_commands
-        stmt = (
-            self._insert(p)
-            .values(
-                organization_id=record.organization_id,
-                request_id=record.request_id,
-                task=record.task,
-                command_hash=record.command_hash,
-                status_code=record.status_code,
-                result=record.result,
-                created_at=self._uow.now,
-            )
-            .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
-            .returning(p.c.id)
-        )
-        return self._conn.execute(stmt).first() is not None
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
+        params = {**record.__dict__, "created_at": self._uow.now}
+        if outbox and self._postgres:
+            params["rows"] = _json([r.__dict__ for r in outbox])
+            if not self._conn.execute(_PG_ADD_PROCESSED_WITH_OUTBOX, params).scalar_one():
+                return False
+            _notify_relays(self._conn)
+            return True
+        if self._conn.execute(_ADD_PROCESSED[self._dialect], params).first() is None:
+            return False
+        SqlOutbox(self._uow).add(outbox or [])
+        return True
 
 
 class SqlRejections(_Repo):
@@ -489,12 +799,15 @@ class SqlRejections(_Repo):
 
 class SqlOutbox(_Repo):
     def add(self, records: list[OutboxRecord]) -> None:
-        if records:
-            rows = [{**r.__dict__, "created_at": self._uow.now} for r in records]
-            self._conn.execute(sa.insert(t.outbox), rows)
-            if self._conn.dialect.name == "postgresql":
-                # Delivered to listening relays on commit, dropped on rollback.
-                self._conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
+        if not records:
+            return
+        if self._postgres:
+            rows = _json([r.__dict__ for r in records])
+            self._conn.execute(_PG_INSERT_OUTBOX, {"now": self._uow.now, "rows": rows})
+            _notify_relays(self._conn)
+        else:
+            complete = [{**r.__dict__, "created_at": self._uow.now} for r in records]
+            self._conn.execute(sa.insert(t.outbox), complete)
 
 
 class SqlDeadLetters(_Repo):
@@ -527,9 +840,16 @@ class SqlDeadLetters(_Repo):
 class SqlUnitOfWork:
     """One transaction on one connection. Leaving without ``commit()`` rolls back."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        known_organizations: KnownOrganizations | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self.known_organizations = known_organizations
         self.events: list[DomainEvent] = []
         self.organizations = SqlOrganizations(self)
         self.signing_keys = SqlSigningKeys(self)
@@ -582,6 +902,10 @@ class SqlUnitOfWork:
         self._tx.rollback()
         self._tx = self.connection.begin()
         self.events = []
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,10 +6,11 @@ A command that fails validation raises ``Rejected`` here and never reaches the q
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -19,12 +20,16 @@ from pydantic import ValidationError
 
 from models import constants as c
 from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
+from models.bulk import AssignDevices, parse_item
 from models.commands import AssignDevice, Command, UnassignDevice
 from models.errors import Misconfigured, Rejected
 from models.settings import Settings
 from models.signing import SigningKey, read_key_file, sign
 from models.topology import commands_queue
 from producers.envelope import new_id, task_message
+
+# A command's JSON must leave room for the task envelope within the broker message limit.
+MAX_COMMAND_BYTES = c.MAX_MESSAGE_BYTES - 4_096
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,43 @@ class Client:
                 device_type=device_type,
             ),
         )
+        return self.send(command, wait=wait, timeout_s=timeout_s)
+
+    def assign_devices(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        request_id: str | None = None,
+        wait: bool = False,
+        timeout_s: float = 30.0,
+    ) -> Receipt | Reply:
+        """Publish up to 1,000 assignments as one ``custody.assign_devices``.
+
+        Items use the wire names (``deviceIdentifier``, ``customerEmails``,
+        ``autoCreateDevice``, ``deviceType``). Every item is validated here: one invalid
+        item raises ``Rejected`` naming it, and nothing is published.
+        """
+        listed = [dict(item) if isinstance(item, Mapping) else item for item in items]
+        command = build(
+            AssignDevices,
+            request_id=request_id or new_request_id(),
+            organization_id=self.organization,
+            items=listed,
+        )
+        problems = [
+            f"items.{n}: {message}"
+            for n, raw in enumerate(listed)
+            if isinstance(parsed := parse_item(raw), list)
+            for message in parsed
+        ]
+        if problems:
+            raise Rejected.invalid(*problems)
+        size = len(json.dumps(command.to_wire()).encode())  # ASCII-escaped, as kombu sends it
+        if size > MAX_COMMAND_BYTES:
+            raise Rejected.invalid(
+                f"command too large: {size} bytes of JSON, at most {MAX_COMMAND_BYTES}; "
+                "send fewer items per command"
+            )
         return self.send(command, wait=wait, timeout_s=timeout_s)
 
     def grant_access(

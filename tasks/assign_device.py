@@ -22,24 +22,32 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
             + ", ".join(repr(e) for e in command.customer_emails)
         )
 
-    device = uow.devices.get(org, command.device_identifier, lock=True)
-    device_created = False
-    if device is None:
-        if not command.auto_create_device:
+    if command.auto_create_device:
+        # Create first: one statement for a new device; an existing one is then loaded
+        # and locked, as ``get(lock=True)`` would have done.
+        device, device_created = uow.devices.add(
+            org, command.device_identifier, command.device_type
+        )
+    else:
+        found = uow.devices.get(org, command.device_identifier, lock=True)
+        if found is None:
             raise Rejected.not_found(
                 "DEVICE_NOT_FOUND",
                 f"device {command.device_identifier!r} not found "
                 "(set autoCreateDevice and deviceType to create it)",
             )
-        device, device_created = uow.devices.add(
-            org, command.device_identifier, command.device_type
-        )
+        device, device_created = found, False
 
     customers = uow.customers.ensure(org, emails.valid)
     added = uow.owners.add(org, device.id, [c.id for c in customers])
 
     if added:
-        owners = uow.owners.of(device.id)
+        # A device made by this command has exactly the owners it just added (inserted in
+        # customer-id order); only an existing one needs its owner list read back.
+        if device_created:
+            owners = sorted((c for c in customers if c.id in added), key=lambda c: c.id)
+        else:
+            owners = uow.owners.of(device.id)
         uow.events.append(
             DeviceAssigned(
                 device_identifier=device.identifier,

@@ -167,6 +167,9 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
 
 
 def _log(outcome: Outcome, task: str) -> None:
+    quiet = outcome.success or outcome.replayed
+    if quiet and not log.isEnabledFor(logging.DEBUG):
+        return  # one line per command is too much at this rate, except when debugging
     context = {
         "task": task,
         "request_id": outcome.request_id,
@@ -174,8 +177,8 @@ def _log(outcome: Outcome, task: str) -> None:
         "status_code": outcome.result.get("statusCode"),
         "outcome": _outcome_label(outcome),
     }
-    if outcome.success or outcome.replayed:
-        log.info(
+    if quiet:
+        log.debug(
             "%s %s/%s -> %s%s",
             task,
             outcome.organization_id,

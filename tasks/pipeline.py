@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from models import constants as c
 from models.canonical import canonical_json, digest_of
 from models.errors import Rejected, Transient
-from models.events import to_cloud_event
+from models.events import cloud_event_wire, wire_time
 from models.limits import is_clean_text, shape_problems, storable_json
 from models.ports import OutboxRecord, RejectionRecord, StoredResult, UnitOfWork, UnitOfWorkFactory
 from models.results import Rejection
@@ -158,9 +158,8 @@ def _apply(
         rejection = exc
     else:
         records = _outbox_records(uow, org, request_id)
-        if not _record(uow, delivery, org, request_id, digest, result):
+        if not _record(uow, delivery, org, request_id, digest, result, outbox=records):
             return None
-        uow.outbox.add(records)
         uow.commit()
         return Outcome(result, org, request_id, events=len(records))
 
@@ -179,6 +178,8 @@ def _record(
     request_id: str,
     digest: str,
     result: dict[str, Any],
+    *,
+    outbox: list[OutboxRecord] | None = None,
 ) -> bool:
     return uow.commands.add(
         StoredResult(
@@ -188,23 +189,29 @@ def _record(
             command_hash=digest,
             status_code=int(result["statusCode"]),
             result=result,
-        )
+        ),
+        outbox,
     )
 
 
 def _outbox_records(uow: UnitOfWork, org: str, request_id: str) -> list[OutboxRecord]:
     records = []
+    time_text = wire_time(uow.now)
     for sequence, event in enumerate(uow.events):
-        cloud_event = to_cloud_event(
-            event, organization_id=org, request_id=request_id, sequence=sequence, time=uow.now
+        payload = cloud_event_wire(
+            event,
+            organization_id=org,
+            request_id=request_id,
+            sequence=sequence,
+            time_text=time_text,
         )
         records.append(
             OutboxRecord(
-                event_id=cloud_event.id,
+                event_id=payload["id"],
                 organization_id=org,
-                type=cloud_event.type,
-                subject=cloud_event.subject,
-                payload=cloud_event.to_wire(),
+                type=payload["type"],
+                subject=payload["subject"],
+                payload=payload,
             )
         )
     return records

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.access_commands import GrantAccess, RevokeAccess, UpdateAccess
+from models.bulk import AssignDevices
 from models.commands import AssignDevice, Command, UnassignDevice
 from models.commands import WireModel as Result
 from models.ports import UnitOfWork
 from tasks.assign_device import assign_device
+from tasks.assign_devices import assign_devices
 from tasks.grant_access import grant_access
 from tasks.revoke_access import revoke_access
 from tasks.unassign_device import unassign_device
@@ -33,6 +35,7 @@ COMMANDS: dict[str, CommandSpec] = {
     spec.task_name: spec
     for spec in [
         CommandSpec(AssignDevice, assign_device),
+        CommandSpec(AssignDevices, assign_devices),
         CommandSpec(UnassignDevice, unassign_device),
         CommandSpec(GrantAccess, grant_access),
         CommandSpec(UpdateAccess, update_access),

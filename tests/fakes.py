@@ -121,6 +121,16 @@ class FakeDevices(_Repo):
             self.s.devices[key] = Device(self.s.new_id(), organization_id, identifier, device_type)
         return self.s.devices[key], created
 
+    def lock_many(self, organization_id: str, identifiers: list[str]) -> dict[str, Device]:
+        found = (self.s.devices.get((organization_id, i)) for i in sorted(set(identifiers)))
+        return {d.identifier: d for d in found if d is not None}
+
+    def add_many(
+        self, organization_id: str, devices: dict[str, str | None]
+    ) -> tuple[dict[str, Device], set[str]]:
+        made = {i: self.add(organization_id, i, devices[i]) for i in sorted(devices)}
+        return {i: d for i, (d, _) in made.items()}, {i for i, (_, new) in made.items() if new}
+
 
 class FakeCustomers(_Repo):
     def ensure(self, organization_id: str, emails: list[str]) -> list[Customer]:
@@ -167,6 +177,18 @@ class FakeOwners(_Repo):
             (did, cid) for did, cid in self.s.owners if not (did == device_id and cid in removed)
         ]
         return removed
+
+    def add_many(self, organization_id: str, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        added = set()
+        for pair in sorted(set(pairs)):
+            if pair not in self.s.owners:
+                self.s.owners.append(pair)
+                added.add(pair)
+        return added
+
+    def of_many(self, device_ids: list[int]) -> dict[int, list[Customer]]:
+        owners = {d: self.of(d) for d in set(device_ids)}
+        return {d: found for d, found in owners.items() if found}
 
 
 class FakeAccesses(_Repo):
@@ -235,11 +257,12 @@ class FakeProcessed(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
         return self.s.processed.get((organization_id, request_id))
 
-    def add(self, record: StoredResult) -> bool:
+    def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
         key = (record.organization_id, record.request_id)
         if key in self.uow.db.state.processed or key in self.s.processed:
             return False
         self.s.processed[key] = record
+        self.s.outbox.extend(outbox or [])
         return True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -88,6 +89,19 @@ class RelayStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def shutdown(self, worker: Any) -> None:
         self.stop(worker)
+
+
+# Celery writes two INFO lines per task (received, succeeded). At hundreds of commands per
+# second that is a sizeable share of the worker's work and of its log; they stay available
+# at DEBUG. Custody's own line per command is DEBUG too; rejections and faults are not.
+PER_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+
+
+def quiet_per_task_logs(level: str) -> None:
+    """Call before the worker starts: Celery decides once whether it logs per task."""
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        for name in PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def create_app(

@@ -62,7 +62,7 @@ def observed(postgres_url, redis_url, tmp_path_factory) -> Iterator[tuple[Stack,
         CUSTODY_METRICS_PORT=str(port),
         CUSTODY_LOG_FORMAT="json",
     )
-    process = start_worker(stack.env, stack.log, "-c", "2", "--relay")
+    process = start_worker(stack.env, stack.log, "-c", "2", "--relay", "-l", "DEBUG")
     try:
         wait_until_serving(stack, process)
         yield stack, port
@@ -145,7 +145,9 @@ def test_log_lines_are_json_with_the_request_id_and_the_event_id(observed):
         for e in mine
     ), mine
     assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
-    del event  # event ids are logged by the relay at DEBUG (one line per event)
+    # and the relay's line for the event carries its id and the command's requestId
+    relayed = [e for e in entries if e.get("event_id") == event["id"]]
+    assert relayed and relayed[0]["request_id"] == body["requestId"]
 
 
 def test_a_sigterm_returns_or_finishes_in_flight_work_and_nothing_is_lost(

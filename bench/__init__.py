@@ -1,0 +1,1 @@
+"""custody's benchmark: python -m bench."""
