@@ -34,11 +34,12 @@ class AssignmentItem(WireModel):
         return self.model_dump(by_alias=True, mode="json", exclude_unset=True)
 
 
+# What the wire accepts, though each item is checked on its own (see ``parse_item``).
 _ITEMS_SCHEMA = {
     "type": "array",
     "minItems": 1,
     "maxItems": c.MAX_BULK_ITEMS,
-    "items": {"$ref": "#/$defs/AssignmentItem"},
+    "items": AssignmentItem.model_json_schema(by_alias=True),
 }
 
 
@@ -52,13 +53,6 @@ class AssignDevices(Command):
         Field(min_length=1, max_length=c.MAX_BULK_ITEMS),
         WithJsonSchema(_ITEMS_SCHEMA),
     ]
-
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        schema = super().model_json_schema(*args, **kwargs)
-        item = AssignmentItem.model_json_schema(*args, **kwargs)
-        schema.setdefault("$defs", {})["AssignmentItem"] = item
-        return schema
 
 
 def parse_item(raw: Any) -> AssignmentItem | list[str]:

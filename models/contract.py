@@ -19,6 +19,7 @@ FEATURE_MODULES = (
     "models.commands",
     "models.results",
     "models.access_commands",
+    "models.bulk",
     "models.access_wire",
 )
 
