@@ -72,3 +72,12 @@ def test_a_relay_publishes_events_beside_the_workers_once_the_schema_exists():
     assert relay.get("restart") == "unless-stopped"
     # the workers do not run a relay of their own in production (no CUSTODY_WORKER_RELAY)
     assert "CUSTODY_WORKER_RELAY" not in compose()["x-custody-env"]
+
+
+def test_every_long_running_service_has_a_health_check():
+    services = compose()["services"]
+    for name, spec in services.items():
+        if spec.get("restart") != "no":
+            assert "healthcheck" in spec, name
+    assert services["worker"]["healthcheck"]["test"][:3] == ["CMD", "custody", "health"]
+    assert services["relay"]["healthcheck"]["test"][:3] == ["CMD", "custody", "health"]
