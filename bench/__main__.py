@@ -76,7 +76,9 @@ def ceiling_and_singles(
         runs = sorted((pair[kind] for pair in pairs), key=lambda m: m.rate)
         median = runs[len(runs) // 2]
         if rounds > 1:
-            median.note = f"median of {rounds} alternating rounds; single/no-op per round: {ratios}"
+            median.note = f"median of {rounds} rounds"
+            if kind == 1:
+                median.note += f"; ratio in each round {ratios}"
         chosen.append(median)
     return chosen
 

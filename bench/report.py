@@ -1,9 +1,17 @@
-"""The bench's table (Markdown, ready for docs/performance.md) and its plot."""
+"""The bench's table (Markdown, ready for docs/performance.md) and its plot.
+
+``python -m bench.report RESULTS.json [PLOT.png]`` prints the table of saved results
+(``python -m bench --json RESULTS.json``) again, and draws the plot.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
+from bench.cpu import CpuUse
 from bench.scenarios import Measure
 
 CEILING = "Celery no-op task (ceiling)"
@@ -88,6 +96,23 @@ def plot(results: list[Measure], path: Path) -> None:
     axes.set_ylabel("assignments per second")
     axes.set_title("custody: throughput against batch size (2 worker processes)")
     axes.grid(True, which="both", linewidth=0.3)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
+
+
+def load(path: Path) -> list[Measure]:
+    """Measures saved with ``--json``."""
+    measures = []
+    for saved in json.loads(path.read_text())["results"]:
+        fields: dict[str, Any] = {k: v for k, v in saved.items() if k != "rate"}
+        fields["cpu"] = CpuUse(**fields["cpu"]) if fields.get("cpu") else None
+        measures.append(Measure(**fields))
+    return measures
+
+
+if __name__ == "__main__":
+    results = load(Path(sys.argv[1]))
+    print(table(results))
+    if len(sys.argv) > 2:
+        plot(results, Path(sys.argv[2]))

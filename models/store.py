@@ -8,7 +8,6 @@ connection, deadlock, serialization failure, lock timeout, SQLite busy) leave as
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from models import store_sql as sql
 from models import tables as t
 from models.access import Access, AccessLevel, AccessTerms, Schedule
 from models.constants import OUTBOX_CHANNEL
@@ -68,204 +68,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError)
 
 
-# Set-based SQL. On PostgreSQL many rows travel as ONE parameter, a JSON array, expanded
-# server-side (``jsonb_to_recordset``): one statement, one round trip, and next to no
-# client-side work per row. Encoding a list of dicts to JSON is one C call; array
-# parameters would be dumped element by element in Python (and JSON documents inside a
-# text array escaped quote by quote), and a multi-row VALUES list costs an order of
-# magnitude more. On SQLite, in-process, ``executemany`` and IN lists in chunks do the job.
-_SQLITE_IN_CHUNK = 900  # bound parameters per IN list, below every SQLite's variable limit
-
-
-def _json_param(name: str) -> Any:
-    return sa.cast(sa.bindparam(name, type_=sa.Text()), postgresql.JSONB)
-
-
-def _json_rows(**columns: Any) -> Any:
-    """``jsonb_to_recordset(:rows) AS anon(a type, …)``: the rows of a JSON array of objects."""
-    return (
-        sa.func.jsonb_to_recordset(_json_param("rows"))
-        .table_valued(*(sa.column(name, type_) for name, type_ in columns.items()))
-        .render_derived(with_types=True)
-    )
-
-
-def _pg_each(query: Callable[[Any], Any]) -> Any:
-    """``query(value)`` run once per element of the JSON array parameter ``values``, in
-    the array's order: ``FROM jsonb_array_elements_text(:values) v CROSS JOIN LATERAL
-    (query(v.value) OFFSET 0)``. Each run is an index lookup whatever the planner's
-    statistics say (a set-based ``= ANY(…)`` is planned as a filter over the whole
-    organization while a fast-growing table has not been analyzed yet), and row locks
-    are taken in the array's order."""
-    values = sa.func.jsonb_array_elements_text(_json_param("values")).table_valued("value")
-    match = query(values.c.value).offset(0).lateral("match")
-    return sa.select(match).select_from(values).join(match, sa.true())
-
-
-def _org_param() -> Any:
-    return sa.bindparam("organization_id", type_=sa.String())
-
-
-def _now_param() -> Any:
-    return sa.bindparam("now", type_=t.UTCDateTime())
-
-
-def _pg_insert_rows(
-    table: sa.Table, conflict: list[str] | None, *, per_org: bool = True, **columns: Any
-) -> Any:
-    """INSERT the rows of the ``rows`` parameter with the clock reading (and, ``per_org``,
-    the organization) on each; with ``conflict``, ON CONFLICT DO NOTHING, so that the
-    RETURNING rows are exactly the rows created."""
-    rows = _json_rows(**columns)
-    given = [_org_param()] if per_org else []
-    select = sa.select(*given, *(rows.c[name] for name in columns), _now_param())
-    names = ["organization_id"] if per_org else []
-    insert = postgresql.insert(table).from_select([*names, *columns, "created_at"], select)
-    return insert if conflict is None else insert.on_conflict_do_nothing(index_elements=conflict)
-
-
-_PG_INSERT_DEVICES = _pg_insert_rows(
-    t.devices,
-    ["organization_id", "identifier"],
-    identifier=sa.String(),
-    device_type=sa.String(),
-).returning(*t.devices.c)
-_PG_INSERT_CUSTOMERS = _pg_insert_rows(
-    t.customers, ["organization_id", "email"], email=sa.String(), name=sa.String()
-).returning(t.customers.c.id, t.customers.c.email, t.customers.c.name)
-_PG_INSERT_OWNERS = _pg_insert_rows(
-    t.ownerships,
-    ["device_id", "customer_id"],
-    device_id=sa.BigInteger(),
-    customer_id=sa.BigInteger(),
-).returning(t.ownerships.c.device_id, t.ownerships.c.customer_id)
-_PG_INSERT_OUTBOX = _pg_insert_rows(
-    t.outbox,
-    None,
-    per_org=False,
-    event_id=sa.String(),
-    organization_id=sa.String(),
-    type=sa.String(),
-    subject=sa.String(),
-    payload=postgresql.JSONB(),
-)
-
-
-_d, _c, _o = t.devices, t.customers, t.ownerships
-_PG_LOCK_DEVICES = _pg_each(
-    lambda value: (
-        sa.select(_d)
-        .where(_d.c.organization_id == _org_param(), _d.c.identifier == value)
-        .with_for_update()
-    )
-)
-_PG_FIND_CUSTOMERS = _pg_each(
-    lambda value: sa.select(_c.c.id, _c.c.email, _c.c.name).where(
-        _c.c.organization_id == _org_param(), _c.c.email == value
-    )
-)
-_PG_OWNERS_OF = _pg_each(
-    lambda value: (
-        sa.select(
-            _o.c.id.label("ownership_id"),
-            _o.c.device_id,
-            _c.c.id,
-            _c.c.organization_id,
-            _c.c.email,
-            _c.c.name,
-        )
-        .join(_c, _o.c.customer_id == _c.c.id)
-        .where(_o.c.device_id == sa.cast(value, sa.BigInteger()))
-    )
-)
-
-
-# The statements every single command runs, built once (building and keying a statement
-# costs about as much client time as executing it). Inserts differ per dialect.
-def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
-    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
-
-
-_p = t.processed_commands
-_ORGANIZATION_EXISTS = sa.select(t.organizations.c.id).where(
-    t.organizations.c.id == sa.bindparam("organization_id")
-)
-_GET_DEVICE = sa.select(_d).where(
-    _d.c.organization_id == sa.bindparam("organization_id"),
-    _d.c.identifier == sa.bindparam("identifier"),
-)
-_GET_DEVICE_LOCKED = _GET_DEVICE.with_for_update()
-_ADD_DEVICE = _per_dialect(
-    lambda insert: (
-        insert(_d)
-        .on_conflict_do_nothing(index_elements=["organization_id", "identifier"])
-        .returning(*_d.c)
-    )
-)
-_GET_PROCESSED = sa.select(_p).where(
-    _p.c.organization_id == sa.bindparam("organization_id"),
-    _p.c.request_id == sa.bindparam("request_id"),
-)
-_ADD_PROCESSED = _per_dialect(
-    lambda insert: (
-        insert(_p)
-        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
-        .returning(_p.c.id)
-    )
-)
-
-
-def _pg_add_processed_with_outbox() -> Any:
-    """One round trip for the end of every command: the idempotency record and, only if
-    it was written (its key was free), the outbox rows; answers 1 or 0."""
-    recorded = (
-        postgresql.insert(_p)
-        .values(
-            {
-                name: sa.bindparam(name, type_=column.type)
-                for name, column in _p.c.items()
-                if name != "id"
-            }
-        )
-        .on_conflict_do_nothing(index_elements=["organization_id", "request_id"])
-        .returning(_p.c.id)
-        .cte("recorded")
-    )
-    rows = _json_rows(
-        event_id=sa.String(),
-        organization_id=sa.String(),
-        type=sa.String(),
-        subject=sa.String(),
-        payload=postgresql.JSONB(),
-    )
-    events = (
-        sa.insert(t.outbox)
-        .from_select(
-            ["event_id", "organization_id", "type", "subject", "payload", "created_at"],
-            sa.select(
-                rows.c.event_id,
-                rows.c.organization_id,
-                rows.c.type,
-                rows.c.subject,
-                rows.c.payload,
-                sa.bindparam("created_at", type_=t.UTCDateTime()),
-            ).where(sa.exists(sa.select(recorded.c.id))),
-        )
-        .cte("events")
-    )
-    return sa.select(sa.func.count()).select_from(recorded).add_cte(events)
-
-
-_PG_ADD_PROCESSED_WITH_OUTBOX = _pg_add_processed_with_outbox()
-
-
 def _notify_relays(conn: Connection) -> None:
     """Wake listening relays: delivered on commit, dropped on rollback (PostgreSQL)."""
     conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
-
-
-def _chunks(values: list[Any], size: int) -> list[list[Any]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 class _Repo:
@@ -290,8 +95,8 @@ class _Repo:
         return sqlite.insert(table)
 
     def _each(self, pg_query: Any, organization_id: str, values: list[Any]) -> Sequence[Any]:
-        """PostgreSQL: the rows of a ``_pg_each`` query for ``values``, in their order."""
-        params = {"organization_id": organization_id, "values": _json(values)}
+        """PostgreSQL: the rows of a ``sql.pg_each`` query for ``values``, in their order."""
+        params = {"organization_id": organization_id, "values": sql.json_text(values)}
         return self._conn.execute(pg_query, params).all()
 
     def _insert_rows(
@@ -306,7 +111,11 @@ class _Repo:
         """Insert ``rows`` with the organization and the clock reading on each, ON CONFLICT
         DO NOTHING; returns the rows created."""
         if self._postgres:
-            params = {"organization_id": organization_id, "now": self._uow.now, "rows": _json(rows)}
+            params = {
+                "organization_id": organization_id,
+                "now": self._uow.now,
+                "rows": sql.json_text(rows),
+            }
             return self._conn.execute(pg_statement, params).all()
         stmt = self._insert(table).on_conflict_do_nothing(index_elements=conflict)
         complete = [
@@ -338,7 +147,7 @@ class SqlOrganizations(_Repo):
         if known is not None and organization_id in known:
             return True
         params = {"organization_id": organization_id}
-        found = self._conn.execute(_ORGANIZATION_EXISTS, params).first() is not None
+        found = self._conn.execute(sql.ORGANIZATION_EXISTS, params).first() is not None
         if found and known is not None:
             known.add(organization_id)
         return found
@@ -419,7 +228,7 @@ def _device(row: Any) -> Device:
 
 class SqlDevices(_Repo):
     def get(self, organization_id: str, identifier: str, *, lock: bool = False) -> Device | None:
-        query = _GET_DEVICE_LOCKED if lock else _GET_DEVICE
+        query = sql.GET_DEVICE_LOCKED if lock else sql.GET_DEVICE
         params = {"organization_id": organization_id, "identifier": identifier}
         row = self._conn.execute(query, params).first()
         return None if row is None else _device(row)
@@ -433,7 +242,7 @@ class SqlDevices(_Repo):
             "device_type": device_type,
             "created_at": self._uow.now,
         }
-        row = self._conn.execute(_ADD_DEVICE[self._dialect], params).first()
+        row = self._conn.execute(sql.ADD_DEVICE[self._dialect], params).first()
         if row is not None:
             return _device(row), True
         existing = self.get(organization_id, identifier, lock=True)
@@ -448,11 +257,11 @@ class SqlDevices(_Repo):
             return found
         if self._postgres:
             # One index lookup per identifier, locked in sorted order.
-            rows: Sequence[Any] = self._each(_PG_LOCK_DEVICES, organization_id, wanted)
+            rows: Sequence[Any] = self._each(sql.PG_LOCK_DEVICES, organization_id, wanted)
         else:
             rows = [
                 row
-                for chunk in _chunks(wanted, _SQLITE_IN_CHUNK)
+                for chunk in sql.chunks(wanted, sql.SQLITE_IN_CHUNK)
                 for row in self._conn.execute(
                     sa.select(d).where(
                         d.c.organization_id == organization_id, d.c.identifier.in_(chunk)
@@ -469,7 +278,7 @@ class SqlDevices(_Repo):
         if not wanted:
             return {}, set()
         rows = self._insert_rows(
-            _PG_INSERT_DEVICES,
+            sql.PG_INSERT_DEVICES,
             t.devices,
             ["organization_id", "identifier"],
             list(t.devices.c),
@@ -489,7 +298,7 @@ class SqlCustomers(_Repo):
         if not ordered:
             return []
         rows = self._insert_rows(
-            _PG_INSERT_CUSTOMERS,
+            sql.PG_INSERT_CUSTOMERS,
             c,
             ["organization_id", "email"],
             [c.c.id, c.c.email, c.c.name],
@@ -502,10 +311,10 @@ class SqlCustomers(_Repo):
         if existing and self._postgres:
             found.update(
                 (row.email, row)
-                for row in self._each(_PG_FIND_CUSTOMERS, organization_id, existing)
+                for row in self._each(sql.PG_FIND_CUSTOMERS, organization_id, existing)
             )
         elif existing:
-            for chunk in _chunks(existing, _SQLITE_IN_CHUNK):
+            for chunk in sql.chunks(existing, sql.SQLITE_IN_CHUNK):
                 query = sa.select(c.c.id, c.c.email, c.c.name).where(
                     c.c.organization_id == organization_id, c.c.email.in_(chunk)
                 )
@@ -557,7 +366,7 @@ class SqlOwners(_Repo):
         if not ordered:
             return set()
         rows = self._insert_rows(
-            _PG_INSERT_OWNERS,
+            sql.PG_INSERT_OWNERS,
             o,
             ["device_id", "customer_id"],
             [o.c.device_id, o.c.customer_id],
@@ -577,11 +386,11 @@ class SqlOwners(_Repo):
             return owners
         if self._postgres:
             rows: list[Any] = sorted(
-                self._each(_PG_OWNERS_OF, "", wanted), key=lambda r: r.ownership_id
+                self._each(sql.PG_OWNERS_OF, "", wanted), key=lambda r: r.ownership_id
             )
         else:
             rows = []
-            for chunk in _chunks(wanted, _SQLITE_IN_CHUNK):
+            for chunk in sql.chunks(wanted, sql.SQLITE_IN_CHUNK):
                 query = (
                     sa.select(
                         o.c.id.label("ownership_id"),
@@ -745,7 +554,7 @@ class SqlAccesses(_Repo):
 class SqlProcessedCommands(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
         params = {"organization_id": organization_id, "request_id": request_id}
-        row = self._conn.execute(_GET_PROCESSED, params).first()
+        row = self._conn.execute(sql.GET_PROCESSED, params).first()
         if row is None:
             return None
         return StoredResult(
@@ -760,12 +569,12 @@ class SqlProcessedCommands(_Repo):
     def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
         params = {**record.__dict__, "created_at": self._uow.now}
         if outbox and self._postgres:
-            params["rows"] = _json([r.__dict__ for r in outbox])
-            if not self._conn.execute(_PG_ADD_PROCESSED_WITH_OUTBOX, params).scalar_one():
+            params["rows"] = sql.json_text([r.__dict__ for r in outbox])
+            if not self._conn.execute(sql.PG_ADD_PROCESSED_WITH_OUTBOX, params).scalar_one():
                 return False
             _notify_relays(self._conn)
             return True
-        if self._conn.execute(_ADD_PROCESSED[self._dialect], params).first() is None:
+        if self._conn.execute(sql.ADD_PROCESSED[self._dialect], params).first() is None:
             return False
         SqlOutbox(self._uow).add(outbox or [])
         return True
@@ -802,8 +611,8 @@ class SqlOutbox(_Repo):
         if not records:
             return
         if self._postgres:
-            rows = _json([r.__dict__ for r in records])
-            self._conn.execute(_PG_INSERT_OUTBOX, {"now": self._uow.now, "rows": rows})
+            rows = sql.json_text([r.__dict__ for r in records])
+            self._conn.execute(sql.PG_INSERT_OUTBOX, {"now": self._uow.now, "rows": rows})
             _notify_relays(self._conn)
         else:
             complete = [{**r.__dict__, "created_at": self._uow.now} for r in records]
@@ -902,10 +711,6 @@ class SqlUnitOfWork:
         self._tx.rollback()
         self._tx = self.connection.begin()
         self.events = []
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _describe(exc: BaseException) -> str:

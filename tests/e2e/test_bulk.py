@@ -37,7 +37,7 @@ def test_a_batch_is_applied_by_the_worker_with_one_answer_per_item(stack):
 
 
 def onboard(stack, org: str, path, *options: str) -> dict:
-    env = {**stack.env, "CUSTODY_ORGANIZATION": org}
+    env = stack.cli_env(org)  # acts as, and signs for, the organization
     done = subprocess.run(
         [sys.executable, "-m", "cli", "onboard", str(path), "--json", "--no-progress", *options],
         env=env,

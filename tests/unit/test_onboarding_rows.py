@@ -267,3 +267,26 @@ def test_the_cli_refuses_a_bad_header_in_one_line(tmp_path):
     assert result.exit_code == 1
     assert "the CSV header must name deviceIdentifier, customerEmails" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--batch-size", "1001"], "1001 is not in the range 1<=x<=1000"),
+        (["--batch-size", "0"], "0 is not in the range 1<=x<=1000"),
+        (["--format", "xml"], "'xml' is not one of 'csv', 'jsonl'"),
+        (["--max-batches", "many"], "'many' is not a valid integer"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line(tmp_path, options, expected):
+    path = write(tmp_path, "fleet.csv", HEADER + "SN-1,a@example.com,Lock\n")
+    result = CliRunner().invoke(cli, ["onboard", str(path), "--dry-run", *options])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_file_is_refused_in_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["onboard", str(tmp_path / "nope.csv"), "--dry-run"])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
