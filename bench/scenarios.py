@@ -81,7 +81,7 @@ def _item(prefix: str, n: int) -> dict[str, Any]:
 
 
 def _client(stack: Stack, org: str) -> Client:
-    return Client.from_settings(stack.settings, organization=org)
+    return Client.from_settings(stack.settings, organization=org, signing_key=stack.keys.get(org))
 
 
 def _drain(
@@ -208,6 +208,9 @@ def onboarding(stack: Stack, options: WorkerOptions, rows: int) -> Measure:
     try:
         _wait_serving(stack)
         env = {**stack.env, "CUSTODY_ORGANIZATION": org}
+        if org in stack.keys:  # the onboarding command signs as the organization
+            env["CUSTODY_KEY_ID"] = stack.keys[org].key_id
+            env["CUSTODY_KEY_SECRET"] = stack.keys[org].secret
         before = snapshot(worker.pids(), stack.database)
         reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()

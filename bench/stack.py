@@ -27,9 +27,12 @@ from sqlalchemy.engine import Engine, make_url
 from models import constants as c
 from models import tables as t
 from models.database import create_engine
+from models.keystore import MasterKey
 from models.migrations import upgrade
 from models.settings import Settings
+from models.signing import SigningKey
 from models.store import SqlUnitOfWork
+from tasks.keys import create_key
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -50,6 +53,7 @@ class Stack:
     redis: Any = None  # a redis client on the private database number, or None (embedded)
     env: dict[str, str] = field(default_factory=dict)
     database: str | None = None  # the private PostgreSQL database, if any
+    keys: dict[str, SigningKey] = field(default_factory=dict)  # organization -> its key
 
     @property
     def embedded(self) -> bool:
@@ -80,8 +84,12 @@ class Stack:
 
     def new_org(self, prefix: str) -> str:
         org = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        master = self.settings.master_key
         with SqlUnitOfWork(self.engine) as uow:
             uow.organizations.add(org, org)
+            if master is not None:  # as in production: the organization signs its commands
+                key = create_key(uow, MasterKey.from_text(master.get_secret_value()), org)
+                self.keys[org] = key
             uow.commit()
         return org
 
@@ -100,6 +108,9 @@ def _environment(settings: Settings, home: Path) -> dict[str, str]:
         env["CUSTODY_DATABASE_URL"] = settings.database_url
     if settings.broker_url:
         env["CUSTODY_BROKER_URL"] = settings.broker_url
+    if settings.master_key is not None:
+        env["CUSTODY_MASTER_KEY"] = settings.master_key.get_secret_value()
+        env["CUSTODY_REQUIRE_SIGNATURES"] = "1"
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -121,6 +132,8 @@ def server_stack() -> Iterator[Stack]:
             home=home,
             database_url=url.render_as_string(hide_password=False),
             broker_url=f"{REDIS_BASE_URL}/{client.connection_pool.connection_kwargs['db']}",
+            master_key=MasterKey.generate_text(),
+            require_signatures=True,  # workers verify every command, as in production
         )
         engine = create_engine(settings.resolved_database_url)
         upgrade(engine)
