@@ -99,7 +99,8 @@ def test_a_file_that_is_not_a_message_is_kept_aside_and_the_next_message_is_read
 ):
     queue = Queue(f"q-{uuid.uuid4().hex}")
     queue(connection.default_channel).declare()
-    broken = queue_folder(settings) / f"1_{uuid.uuid4()}.{queue.name}.msg"
+    # "0_" sorts before any millisecond timestamp a writer puts first in its names
+    broken = queue_folder(settings) / f"0_{uuid.uuid4()}.{queue.name}.msg"
     broken.write_bytes(b"{half a mess")
     connection.Producer().publish({"n": 3}, routing_key=queue.name, serializer="json")
     message = queue(connection.default_channel).get(no_ack=True)
