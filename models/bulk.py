@@ -11,7 +11,14 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, WithJsonSchema, model_validator
 
 from models import constants as c
-from models.commands import Command, DeviceIdentifier, DeviceType, RawEmail, WireModel
+from models.commands import (
+    Command,
+    DeviceIdentifier,
+    DeviceType,
+    RawEmail,
+    WireModel,
+    wire_problems,
+)
 
 
 class AssignmentItem(WireModel):
@@ -62,14 +69,7 @@ def parse_item(raw: Any) -> AssignmentItem | list[str]:
     try:
         return AssignmentItem.model_validate(raw, by_alias=True, by_name=False)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown field"
-            lines.append(f"{where}: {message}" if where else message)
-        return lines
+        return wire_problems(exc, whole=None)
 
 
 ItemStatus = Literal["assigned", "alreadyAssigned", "skipped", "failed"]

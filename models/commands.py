@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from models import constants as c
@@ -97,3 +104,22 @@ class UnassignDevice(Command):
     customer_emails: Annotated[
         list[RawEmail], Field(min_length=1, max_length=c.MAX_EMAILS_PER_COMMAND)
     ]
+
+
+def wire_problems(
+    exc: ValidationError, *, whole: str | None = "command", limit: int | None = None
+) -> list[str]:
+    """One line per problem, naming the field as it is spelled on the wire; a problem of
+    the object as a whole is prefixed with ``whole`` (or with nothing). At most ``limit``
+    lines, then a count of the rest."""
+    errors = exc.errors(include_url=False)
+    lines = []
+    for error in errors if limit is None else errors[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or whole
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{where}: {message}" if where else message)
+    if limit is not None and len(errors) > limit:
+        lines.append(f"… and {len(errors) - limit} more problems")
+    return lines

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from models import constants as c
 from models.canonical import canonical_json, digest_of
+from models.commands import wire_problems
 from models.errors import Rejected, Transient
 from models.events import cloud_event_wire, wire_time
 from models.limits import is_clean_text, shape_problems, storable_json
@@ -59,17 +60,7 @@ class Outcome:
 
 def validation_messages(exc: ValidationError) -> list[str]:
     """One line per problem, naming the field as it is spelled on the wire."""
-    lines = []
-    errors = exc.errors(include_url=False)
-    for error in errors[: c.MAX_ERROR_MESSAGES]:
-        where = ".".join(str(part) for part in error["loc"]) or "command"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        lines.append(f"{where}: {message}")
-    if len(errors) > c.MAX_ERROR_MESSAGES:
-        lines.append(f"… and {len(errors) - c.MAX_ERROR_MESSAGES} more problems")
-    return lines
+    return wire_problems(exc, limit=c.MAX_ERROR_MESSAGES)
 
 
 def _key_part(body: Any, field: str, max_chars: int) -> str | None:
