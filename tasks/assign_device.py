@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from models.commands import AssignDevice
 from models.domain import DeviceAssigned, OwnerRef, select_emails
-from models.errors import Rejected
 from models.ports import UnitOfWork
 from models.results import AssignDeviceResult, AssignedCustomer
+from tasks.assignments import device_not_found, no_valid_email
 
 
 def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
@@ -17,10 +17,7 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
     org = command.organization_id
     emails = select_emails(command.customer_emails)
     if not emails.valid:
-        raise Rejected.invalid(
-            "customerEmails: no valid e-mail address in "
-            + ", ".join(repr(e) for e in command.customer_emails)
-        )
+        raise no_valid_email(command.customer_emails)
 
     if command.auto_create_device:
         # Create first: one statement for a new device; an existing one is then loaded
@@ -31,11 +28,7 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
     else:
         found = uow.devices.get(org, command.device_identifier, lock=True)
         if found is None:
-            raise Rejected.not_found(
-                "DEVICE_NOT_FOUND",
-                f"device {command.device_identifier!r} not found "
-                "(set autoCreateDevice and deviceType to create it)",
-            )
+            raise device_not_found(command.device_identifier)
         device, device_created = found, False
 
     customers = uow.customers.ensure(org, emails.valid)

@@ -14,25 +14,16 @@ from typing import Any
 from models.bulk import (
     AssignDevices,
     AssignDevicesResult,
-    AssignmentItem,
     BulkSummary,
     ItemResult,
     ItemStatus,
     parse_item,
 )
 from models.constants import MAX_DEVICE_IDENTIFIER_CHARS
-from models.domain import Customer, Device, DeviceAssigned, EmailSelection, OwnerRef, select_emails
+from models.domain import Customer, Device, DeviceAssigned, OwnerRef, select_emails
+from models.errors import Rejected
 from models.ports import UnitOfWork
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A valid item, before it meets the database."""
-
-    index: int
-    item: AssignmentItem
-    emails: EmailSelection
-    identifier: str  # the item's device identifier, trimmed
+from tasks.assignments import Assignment, apply_assignments, device_not_found, no_valid_email
 
 
 @dataclass
@@ -51,87 +42,53 @@ def assign_devices(command: AssignDevices, uow: UnitOfWork) -> AssignDevicesResu
     answered in its place and changes nothing; the other items are applied. One
     ``device.assigned`` event per device that gained an owner.
     """
-    org = command.organization_id
     results: list[ItemResult | None] = [None] * len(command.items)
-    plans: list[_Plan] = []
+    indexes: list[int] = []  # of the valid items, in order
+    requests: list[Assignment] = []
+    skipped: list[list[str]] = []
     for index, raw in enumerate(command.items):
         parsed = parse_item(raw)
         if isinstance(parsed, list):
-            results[index] = _rejected("failed", 400, "INVALID_REQUEST", parsed, _identifier(raw))
+            results[index] = _rejected("failed", _identifier(raw), Rejected.invalid(*parsed))
             continue
         emails = select_emails(parsed.customer_emails)
         if not emails.valid:
-            given = ", ".join(repr(e) for e in parsed.customer_emails)
-            problem = f"customerEmails: no valid e-mail address in {given}"
-            results[index] = _rejected(
-                "failed", 400, "INVALID_REQUEST", [problem], parsed.device_identifier
-            )
+            rejection = no_valid_email(parsed.customer_emails)
+            results[index] = _rejected("failed", parsed.device_identifier, rejection)
             continue
-        plans.append(_Plan(index, parsed, emails, parsed.device_identifier))
-
-    # Devices: lock the known ones (in identifier order), then create the missing ones that
-    # some item may create; the first such item creates it, with its deviceType.
-    devices = uow.devices.lock_many(org, [p.identifier for p in plans])
-    creators: dict[str, _Plan] = {}
-    for plan in plans:
-        if plan.identifier not in devices and plan.item.auto_create_device:
-            creators.setdefault(plan.identifier, plan)
-    made, created = uow.devices.add_many(
-        org, {ident: plan.item.device_type for ident, plan in creators.items()}
-    )
-    devices.update(made)
-
-    applied: list[tuple[_Plan, Device]] = []
-    for plan in plans:
-        device = devices.get(plan.identifier)
-        creator = creators.get(plan.identifier)
-        made_later = (
-            plan.identifier in created and creator is not None and creator.index > plan.index
+        indexes.append(index)
+        skipped.append(emails.skipped)
+        requests.append(
+            Assignment(
+                parsed.device_identifier,
+                emails.valid,
+                parsed.auto_create_device,
+                parsed.device_type,
+            )
         )
-        if device is None or made_later:
-            message = (
-                f"device {plan.identifier!r} not found "
-                "(set autoCreateDevice and deviceType to create it)"
-            )
-            results[plan.index] = _rejected(
-                "skipped", 404, "DEVICE_NOT_FOUND", [message], plan.identifier
-            )
-            continue
-        applied.append((plan, device))
-
-    wanted = sorted({email for plan, _ in applied for email in plan.emails.valid})
-    customers = {customer.email: customer for customer in uow.customers.ensure(org, wanted)}
-    added = uow.owners.add_many(
-        org, [(device.id, customers[e].id) for plan, device in applied for e in plan.emails.valid]
-    )
 
     changes: dict[int, _Change] = {}
-    seen_pairs: set[tuple[int, int]] = set()
-    seen_emails: set[str] = set()
-    for plan, device in applied:
-        assigned = created_customers = 0
-        for email in plan.emails.valid:
-            customer = customers[email]
-            pair = (device.id, customer.id)
-            if pair in added and pair not in seen_pairs:
-                assigned += 1
-                change = changes.setdefault(
-                    device.id, _Change(device, created=device.identifier in created)
-                )
-                change.added.append(customer)
-            seen_pairs.add(pair)
-            if customer.created and email not in seen_emails:
-                created_customers += 1
-            seen_emails.add(email)
-        results[plan.index] = ItemResult(
-            status="assigned" if assigned else "alreadyAssigned",
+    applied = apply_assignments(uow, command.organization_id, requests)
+    made = {done.device.id for done in applied if done is not None and done.device_created}
+    for index, request, done, invalid in zip(indexes, requests, applied, skipped, strict=True):
+        if done is None:
+            rejection = device_not_found(request.identifier)
+            results[index] = _rejected("skipped", request.identifier, rejection)
+            continue
+        if done.added:
+            change = changes.setdefault(
+                done.device.id, _Change(done.device, created=done.device.id in made)
+            )
+            change.added.extend(done.added)
+        results[index] = ItemResult(
+            status="assigned" if done.added else "alreadyAssigned",
             status_code=200,
-            device_identifier=device.identifier,
-            device_id=device.id,
-            device_created=creators.get(plan.identifier) is plan and plan.identifier in created,
-            customers_assigned=assigned,
-            customers_created=created_customers,
-            skipped_emails=plan.emails.skipped or None,
+            device_identifier=done.device.identifier,
+            device_id=done.device.id,
+            device_created=done.device_created,
+            customers_assigned=len(done.added),
+            customers_created=sum(1 for c in done.customers if c.created),
+            skipped_emails=invalid or None,
         )
 
     _record_events(uow, changes)
@@ -159,19 +116,13 @@ def _record_events(uow: UnitOfWork, changes: dict[int, _Change]) -> None:
         )
 
 
-def _rejected(
-    status: ItemStatus,
-    status_code: int,
-    error_code: str,
-    messages: list[str],
-    identifier: str | None,
-) -> ItemResult:
+def _rejected(status: ItemStatus, identifier: str | None, rejection: Rejected) -> ItemResult:
     return ItemResult(
         status=status,
-        status_code=status_code,
+        status_code=rejection.status_code,
         device_identifier=identifier,
-        error_code=error_code,
-        error_messages=messages,
+        error_code=rejection.error_code,
+        error_messages=rejection.messages,
     )
 
 
