@@ -192,6 +192,16 @@ class ProcessedCommands(Protocol):
         key was taken meanwhile (then neither is written)."""
         ...
 
+    def get_many(self, organization_id: str, request_ids: list[str]) -> dict[str, StoredResult]:
+        """The records of those of ``request_ids`` that were processed, by requestId."""
+        ...
+
+    def add_many(self, entries: list[tuple[StoredResult, list[OutboxRecord]]]) -> bool:
+        """Record many processed commands with the outbox rows of their events; False if
+        any key was taken meanwhile (then the caller must roll back: some rows may be
+        written)."""
+        ...
+
 
 class Rejections(Protocol):
     def add(self, record: RejectionRecord) -> None: ...

@@ -555,16 +555,7 @@ class SqlProcessedCommands(_Repo):
     def get(self, organization_id: str, request_id: str) -> StoredResult | None:
         params = {"organization_id": organization_id, "request_id": request_id}
         row = self._conn.execute(sql.GET_PROCESSED, params).first()
-        if row is None:
-            return None
-        return StoredResult(
-            organization_id=row.organization_id,
-            request_id=row.request_id,
-            task=row.task,
-            command_hash=row.command_hash,
-            status_code=row.status_code,
-            result=row.result,
-        )
+        return None if row is None else _stored_result(row)
 
     def add(self, record: StoredResult, outbox: list[OutboxRecord] | None = None) -> bool:
         params = {**record.__dict__, "created_at": self._uow.now}
@@ -578,6 +569,48 @@ class SqlProcessedCommands(_Repo):
             return False
         SqlOutbox(self._uow).add(outbox or [])
         return True
+
+    def get_many(self, organization_id: str, request_ids: list[str]) -> dict[str, StoredResult]:
+        if not request_ids:
+            return {}
+        if self._postgres:
+            query = sql.PG_GET_PROCESSED_MANY
+            rows: Sequence[Any] = self._each(query, organization_id, request_ids)
+        else:
+            p = t.processed_commands
+            rows = [
+                row
+                for chunk in sql.chunks(request_ids, sql.SQLITE_IN_CHUNK)
+                for row in self._conn.execute(
+                    sa.select(p).where(
+                        p.c.organization_id == organization_id, p.c.request_id.in_(chunk)
+                    )
+                )
+            ]
+        return {row.request_id: _stored_result(row) for row in rows}
+
+    def add_many(self, entries: list[tuple[StoredResult, list[OutboxRecord]]]) -> bool:
+        if not self._postgres:
+            return all([self.add(record, outbox) for record, outbox in entries])
+        params = {
+            "now": self._uow.now,
+            "rows": sql.json_text([record.__dict__ for record, _ in entries]),
+        }
+        if len(self._conn.execute(sql.PG_ADD_PROCESSED_MANY, params).all()) < len(entries):
+            return False
+        SqlOutbox(self._uow).add([r for _, outbox in entries for r in outbox])
+        return True
+
+
+def _stored_result(row: Any) -> StoredResult:
+    return StoredResult(
+        organization_id=row.organization_id,
+        request_id=row.request_id,
+        task=row.task,
+        command_hash=row.command_hash,
+        status_code=row.status_code,
+        result=row.result,
+    )
 
 
 class SqlRejections(_Repo):

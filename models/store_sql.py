@@ -123,6 +123,22 @@ PG_OWNERS_OF = pg_each(
     )
 )
 
+_p = t.processed_commands
+PG_GET_PROCESSED_MANY = pg_each(
+    lambda value: sa.select(_p).where(_p.c.organization_id == org_param(), _p.c.request_id == value)
+)
+PG_ADD_PROCESSED_MANY = pg_insert_rows(
+    _p,
+    ["organization_id", "request_id"],
+    per_org=False,
+    organization_id=sa.String(),
+    request_id=sa.String(),
+    task=sa.String(),
+    command_hash=sa.String(),
+    status_code=sa.SmallInteger(),
+    result=postgresql.JSONB(),
+).returning(_p.c.id)
+
 
 # The statements every single command runs, built once (building and keying a statement
 # costs about as much client time as executing it). Inserts differ per dialect.
@@ -130,7 +146,6 @@ def per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
     return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
 
 
-_p = t.processed_commands
 ORGANIZATION_EXISTS = sa.select(t.organizations.c.id).where(
     t.organizations.c.id == sa.bindparam("organization_id")
 )

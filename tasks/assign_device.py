@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from models.commands import AssignDevice
-from models.domain import DeviceAssigned, OwnerRef, select_emails
+from models.domain import Customer, DeviceAssigned, OwnerRef, select_emails
 from models.ports import UnitOfWork
 from models.results import AssignDeviceResult, AssignedCustomer
-from tasks.assignments import device_not_found, no_valid_email
+from tasks.assignments import Applied, device_not_found, no_valid_email
 
 
 def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
@@ -33,29 +33,39 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
 
     customers = uow.customers.ensure(org, emails.valid)
     added = uow.owners.add(org, device.id, [c.id for c in customers])
+    applied = Applied(device, device_created, customers, [c for c in customers if c.id in added])
 
-    if added:
-        # A device made by this command has exactly the owners it just added (inserted in
-        # customer-id order); only an existing one needs its owner list read back.
-        if device_created:
-            owners = sorted((c for c in customers if c.id in added), key=lambda c: c.id)
-        else:
-            owners = uow.owners.of(device.id)
-        uow.events.append(
-            DeviceAssigned(
-                device_identifier=device.identifier,
-                device_id=device.id,
-                device_created=device_created,
-                owners_added=[OwnerRef(c.id, c.email) for c in customers if c.id in added],
-                owners=[OwnerRef(c.id, c.email) for c in owners],
-            )
-        )
+    if applied.added:
+        # A device made by this command has exactly the owners it just added; only an
+        # existing one needs its owner list read back.
+        owners = [] if device_created else uow.owners.of(device.id)
+        uow.events.append(assigned_event(applied, owners))
+    return assignment_result(applied, emails.skipped)
 
+
+def assigned_event(applied: Applied, owners_before: list[Customer]) -> DeviceAssigned:
+    """The fact of an assignment that added owners. ``owners_before``: the device's owners
+    in ownership order, the ones this assignment added included or not: those are (again)
+    appended in customer-id order, the order their rows were inserted in."""
+    added = {c.id for c in applied.added}
+    owners = [c for c in owners_before if c.id not in added]
+    owners += sorted(applied.added, key=lambda c: c.id)
+    return DeviceAssigned(
+        device_identifier=applied.device.identifier,
+        device_id=applied.device.id,
+        device_created=applied.device_created,
+        owners_added=[OwnerRef(c.id, c.email) for c in applied.added],
+        owners=[OwnerRef(c.id, c.email) for c in owners],
+    )
+
+
+def assignment_result(applied: Applied, skipped_emails: list[str]) -> AssignDeviceResult:
+    added = {c.id for c in applied.added}
     return AssignDeviceResult(
-        message=f"Successfully assigned device to {len(customers)} customer(s)",
-        device_id=device.id,
-        device_identifier=device.identifier,
-        device_created=device_created,
+        message=f"Successfully assigned device to {len(applied.customers)} customer(s)",
+        device_id=applied.device.id,
+        device_identifier=applied.device.identifier,
+        device_created=applied.device_created,
         customers=[
             AssignedCustomer(
                 email=c.email,
@@ -64,7 +74,7 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
                 created=c.created,
                 already_assigned=c.id not in added,
             )
-            for c in customers
+            for c in applied.customers
         ],
-        skipped_emails=emails.skipped,
+        skipped_emails=skipped_emails,
     )

@@ -31,11 +31,18 @@ class Authenticator:
         return f"Authenticator(required={self.required}, master_key={self._master_key!r})"
 
     def check(
-        self, uow: UnitOfWork, *, organization_id: str, signature: Any, signed: bytes
+        self,
+        uow: UnitOfWork,
+        *,
+        organization_id: str,
+        signature: Any,
+        signed: bytes,
+        keys: dict[str, SigningKeyRecord | None] | None = None,
     ) -> bool:
         """True when a signature of the organization was verified (which also proves that
         the organization exists), False for an unsigned command where signatures are
-        optional; otherwise ``Rejected`` 401 saying why. ``signed`` is the canonical JSON."""
+        optional; otherwise ``Rejected`` 401 saying why. ``signed`` is the canonical JSON.
+        ``keys``: key rows already read in this transaction, by key id (and kept there)."""
         if signature is None:
             if self.required:
                 raise Rejected.unauthorized(
@@ -49,7 +56,12 @@ class Authenticator:
                 'signature: malformed; expected {"keyId": "…", "value": 64 lowercase hex digits}'
             )
         key_id, value = parsed
-        record = uow.signing_keys.get(key_id)
+        if keys is None:
+            record = uow.signing_keys.get(key_id)
+        elif key_id in keys:
+            record = keys[key_id]
+        else:
+            record = keys[key_id] = uow.signing_keys.get(key_id)
         if record is None or record.organization_id != organization_id:
             raise Rejected.unauthorized(
                 f"signature: key {key_id!r} is not a key of organization {organization_id!r}"

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from models import constants as c
 from models.canonical import canonical_json, digest_of
 from models.commands import wire_problems
+from models.domain import DomainEvent
 from models.errors import Rejected, Transient
 from models.events import cloud_event_wire, wire_time
 from models.limits import is_clean_text, shape_problems, storable_json
@@ -77,6 +78,33 @@ def _required(field: str, max_chars: int) -> str:
 _NO_CHECK = Authenticator(None, required=False)  # signatures neither required nor checkable
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A delivery whose shape and tenant can be read: what the transaction starts from."""
+
+    body: dict[str, Any]
+    organization_id: str
+    request_id: str | None  # None: unusable; the rejection is recorded unbound
+    signed: bytes  # the canonical JSON the signature covers
+    digest: str  # of ``signed``: the idempotency record's command hash
+
+
+def admit(delivery: Delivery) -> Admitted | Rejected:
+    """Bound the shape before anything reads the command, then read its tenant and key."""
+    body = delivery.command
+    if not isinstance(body, dict):
+        return Rejected.invalid(f"command: expected a JSON object, got {type(body).__name__}")
+    problems = shape_problems(body)
+    if problems:
+        return Rejected.invalid(*problems)
+    org = _key_part(body, "organizationId", c.MAX_ORGANIZATION_ID_CHARS)
+    if org is None:
+        return Rejected.invalid(_required("organizationId", c.MAX_ORGANIZATION_ID_CHARS))
+    request_id = _key_part(body, "requestId", c.MAX_REQUEST_ID_CHARS)
+    signed = canonical_json(body)  # cannot fail: the shape check refused what JSON cannot hold
+    return Admitted(body, org, request_id, signed, digest_of(signed))
+
+
 def process(
     delivery: Delivery,
     uow_factory: UnitOfWorkFactory,
@@ -91,26 +119,19 @@ def process(
     worth a retry; every other outcome is a result.
     """
     spec = COMMANDS[delivery.task]
-    body = delivery.command
-    if not isinstance(body, dict):
-        problem = f"command: expected a JSON object, got {type(body).__name__}"
-        return reject_unbound(delivery, Rejected.invalid(problem), uow_factory)
-    problems = shape_problems(body)
-    if problems:
-        return reject_unbound(delivery, Rejected.invalid(*problems), uow_factory)
-    org = _key_part(body, "organizationId", c.MAX_ORGANIZATION_ID_CHARS)
-    if org is None:
-        problem = _required("organizationId", c.MAX_ORGANIZATION_ID_CHARS)
-        return reject_unbound(delivery, Rejected.invalid(problem), uow_factory)
-    request_id = _key_part(body, "requestId", c.MAX_REQUEST_ID_CHARS)
-    signed = canonical_json(body)  # cannot fail: the shape check refused what JSON cannot hold
-    digest = digest_of(signed)
+    admitted = admit(delivery)
+    if isinstance(admitted, Rejected):
+        return reject_unbound(delivery, admitted, uow_factory)
+    body, org, request_id = admitted.body, admitted.organization_id, admitted.request_id
 
     for _ in range(3):
         with uow_factory() as uow:
             try:
                 verified = authenticator.check(
-                    uow, organization_id=org, signature=body.get(c.SIGNATURE_FIELD), signed=signed
+                    uow,
+                    organization_id=org,
+                    signature=body.get(c.SIGNATURE_FIELD),
+                    signed=admitted.signed,
                 )
             except Rejected as unauthenticated:
                 return reject_unbound(delivery, unauthenticated, uow_factory, uow=uow)
@@ -122,14 +143,14 @@ def process(
                 return reject_unbound(delivery, Rejected.invalid(problem), uow_factory, uow=uow)
             stored = uow.commands.get(org, request_id)
             if stored is not None:
-                if stored.command_hash == digest and stored.task == delivery.task:
+                if stored.command_hash == admitted.digest and stored.task == delivery.task:
                     return Outcome(stored.result, org, request_id, replayed=True)
                 rejection = Rejected.conflict(
                     "IDEMPOTENCY_CONFLICT",
                     f"requestId {request_id!r} was already used for a different command",
                 )
                 return reject_unbound(delivery, rejection, uow_factory, uow=uow)
-            outcome = _apply(spec.model, spec.handler, body, delivery, digest, uow)
+            outcome = _apply(spec.model, spec.handler, body, delivery, admitted.digest, uow)
             if outcome is not None:
                 return outcome
         # A concurrent delivery of the same requestId committed first: read its answer.
@@ -148,7 +169,7 @@ def _apply(
     except Rejected as exc:
         rejection = exc
     else:
-        records = _outbox_records(uow, org, request_id)
+        records = outbox_records(uow.events, org, request_id, wire_time(uow.now))
         if not _record(uow, delivery, org, request_id, digest, result, outbox=records):
             return None
         uow.commit()
@@ -185,10 +206,12 @@ def _record(
     )
 
 
-def _outbox_records(uow: UnitOfWork, org: str, request_id: str) -> list[OutboxRecord]:
+def outbox_records(
+    events: list[DomainEvent], org: str, request_id: str, time_text: str
+) -> list[OutboxRecord]:
+    """The outbox rows of one command's events, at the transaction's clock reading."""
     records = []
-    time_text = wire_time(uow.now)
-    for sequence, event in enumerate(uow.events):
+    for sequence, event in enumerate(events):
         payload = cloud_event_wire(
             event,
             organization_id=org,

@@ -265,6 +265,13 @@ class FakeProcessed(_Repo):
         self.s.outbox.extend(outbox or [])
         return True
 
+    def get_many(self, organization_id: str, request_ids: list[str]) -> dict[str, StoredResult]:
+        found = (self.get(organization_id, request_id) for request_id in request_ids)
+        return {record.request_id: record for record in found if record is not None}
+
+    def add_many(self, entries: list[tuple[StoredResult, list[OutboxRecord]]]) -> bool:
+        return all([self.add(record, outbox) for record, outbox in entries])
+
 
 class FakeRejections(_Repo):
     def add(self, record: RejectionRecord) -> None:
