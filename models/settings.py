@@ -33,7 +33,13 @@ class Settings(BaseSettings):
     # Worker reliability (SPEC section 5).
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: str = "prefork"
-    prefetch_multiplier: int = Field(default=4, ge=1)
+    prefetch_multiplier: int = Field(default=64, ge=1)
+    coalesce_max: int = Field(
+        default=100, ge=1, description="single assign_device commands per transaction; 1: off"
+    )
+    coalesce_wait_ms: float = Field(
+        default=5.0, ge=0, description="how long a group waits for more while a process is free"
+    )
     task_time_limit_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=8, ge=0)
     retry_backoff_base_s: float = Field(default=1.0, gt=0)

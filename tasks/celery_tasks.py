@@ -9,8 +9,10 @@ acknowledged), or left on the broker (rejected with requeue) when none of that i
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from celery import Celery, Task
@@ -24,6 +26,7 @@ from models.ports import UnitOfWork
 from models.results import Rejection
 from models.signing import redacted
 from tasks.authenticate import Authenticator
+from tasks.coalesced import process_group
 from tasks.dead_letters import BODY_COMMAND, bury
 from tasks.pipeline import Delivery, Outcome, process, unbound_rejection
 from tasks.registry import COMMANDS
@@ -71,15 +74,92 @@ def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
         max_retries=None,  # the retry policy is the one bound (Celery's default would be 3)
     )
     def run(self: Task, command: Any = None, *_: Any, **__: Any) -> None:
-        try:
-            _handle(self, name, runtime, command)
-        except (Retry, Reject):
-            raise
-        except Exception as exc:  # last resort: back on the broker, counted, never dropped
-            log.exception("unexpected error around %s; message left on the broker", name)
-            raise Reject(f"unexpected error: {exc!r}", requeue=True) from exc
+        _guarded(self, name, runtime, command)
 
     del run
+
+
+def _guarded(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
+    try:
+        _handle(task, name, runtime, command)
+    except (Retry, Reject):
+        raise
+    except Exception as exc:  # last resort: back on the broker, counted, never dropped
+        log.exception("unexpected error around %s; message left on the broker", name)
+        raise Reject(f"unexpected error: {exc!r}", requeue=True) from exc
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What a pool process needs of one message of a group (picklable)."""
+
+    id: str
+    body: bytes | str  # the raw task message body: [args, kwargs, embed]
+    reply_to: str | None
+    correlation_id: str | None
+    delivery_info: dict[str, Any]
+
+
+def run_group(task: Task, runtime: TaskRuntime, queued: list[Queued]) -> list[bool]:
+    """Apply a group of the same task's messages; for each, whether to acknowledge it
+    (True) or give it back to the broker (False).
+
+    The group goes through ``process_group``; what it leaves, and every message of a group
+    whose transaction failed, takes the one-by-one path with its retries and dead letters,
+    in delivery order, each as if it had come alone.
+    """
+    name = task.name
+    started = time.monotonic()
+    deliveries = [Delivery(name, q.id, _command_of(q.body)) for q in queued]
+    try:
+        outcomes = process_group(deliveries, runtime.uow, authenticator=runtime.authenticator)
+    except SoftTimeLimitExceeded:
+        log.warning("a group of %d ran out of time; back on the broker", len(queued))
+        return [False] * len(queued)
+    except Exception as exc:  # Transient or a defect: each message on its own then
+        log.warning("group of %d not applied (%s); one by one", len(queued), exc)
+        outcomes = [None] * len(queued)
+    took_s = (time.monotonic() - started) / max(1, len(queued))
+    acks = []
+    for q, delivery, outcome in zip(queued, deliveries, outcomes, strict=True):
+        if outcome is None:
+            acks.append(_alone(task, runtime, q, delivery.command))
+            continue
+        _log(outcome, name)
+        runtime.observe(name, _outcome_label(outcome), took_s)
+        _reply(task.app, runtime, outcome, q.reply_to, q.correlation_id or q.id)
+        acks.append(True)
+    return acks
+
+
+def _command_of(body: bytes | str) -> Any:
+    """The single positional argument (the consumer checked the shape on receipt)."""
+    args, _, _ = json.loads(body)
+    return args[0]
+
+
+def _alone(task: Task, runtime: TaskRuntime, q: Queued, command: Any) -> bool:
+    """One message of a group through the one-by-one path, as the task would run it."""
+    task.push_request(
+        id=q.id,
+        args=[command],
+        kwargs={},
+        retries=0,
+        reply_to=q.reply_to,
+        correlation_id=q.correlation_id,
+        delivery_info=q.delivery_info,
+        is_eager=False,
+        called_directly=False,
+    )
+    try:
+        _guarded(task, task.name, runtime, command)
+    except Retry:
+        return True  # its retry is on the broker
+    except Reject as refused:
+        return not refused.requeue
+    finally:
+        task.pop_request()
+    return True
 
 
 def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
@@ -105,7 +185,8 @@ def _handle(task: Task, name: str, runtime: TaskRuntime, command: Any) -> None:
         outcome = _give_up(task, delivery, runtime, f"internal error: {exc!r}")
     _log(outcome, name)
     runtime.observe(name, _outcome_label(outcome), time.monotonic() - started)
-    _reply(task, runtime, outcome)
+    request = task.request
+    _reply(task.app, runtime, outcome, request.reply_to, request.correlation_id or request.id)
 
 
 def _outcome_label(outcome: Outcome) -> str:
@@ -201,21 +282,22 @@ def _log(outcome: Outcome, task: str) -> None:
         )
 
 
-def _reply(task: Task, runtime: TaskRuntime, outcome: Outcome) -> None:
+def _reply(
+    app: Celery, runtime: TaskRuntime, outcome: Outcome, reply_to: str | None, correlation_id: str
+) -> None:
     """Send the result to the publisher's reply queue, if it asked for one. The result is
     committed already: a reply that cannot be sent is logged, and ``custody status`` has it.
     """
-    reply_to = task.request.reply_to
     if not reply_to:
         return
 
     def publish() -> None:
-        with task.app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer:
             producer.publish(
                 outcome.reply(),
                 exchange="",
                 routing_key=reply_to,
-                correlation_id=task.request.correlation_id or task.request.id,
+                correlation_id=correlation_id,
                 serializer="json",
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
@@ -223,7 +305,7 @@ def _reply(task: Task, runtime: TaskRuntime, outcome: Outcome) -> None:
 
     try:
         call_with_retries(
-            publish, policy=runtime.publish_policy, retry_on=_broker_errors(task.app), what="reply"
+            publish, policy=runtime.publish_policy, retry_on=_broker_errors(app), what="reply"
         )
     except Exception:
         log.warning("could not reply to %s for %s", reply_to, outcome.request_id, exc_info=True)

@@ -9,10 +9,12 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.signals import worker_process_init, worker_process_shutdown
 
+from models import constants as c
 from models.settings import Settings
 from models.topology import commands_queue
 from tasks.celery_tasks import register_tasks
 from worker.broker import transport_for
+from worker.coalesce import install as install_coalescing
 from worker.consumer import refuse_compressed_messages
 from worker.prefork import pool_for
 from worker.relay import RelayThread
@@ -115,6 +117,7 @@ def create_app(
     app.custody_relay = relay  # type: ignore[attr-defined]
     app.steps["worker"].add(RelayStep)
     register_tasks(app, runtime)
+    install_coalescing(app, c.ASSIGN_DEVICE)
 
     def _reset(**_: Any) -> None:
         runtime.after_fork()
