@@ -98,7 +98,9 @@ def apply_assignments(
             seen_pairs.add(pair)
             made_here = customer.created and email not in seen_emails
             seen_emails.add(email)
-            mine.append(dataclasses.replace(customer, created=made_here))
+            if made_here != customer.created:  # created by an earlier request
+                customer = dataclasses.replace(customer, created=made_here)
+            mine.append(customer)
         outcome[index] = Applied(
             device=device,
             device_created=creators.get(request.identifier) == index

@@ -118,6 +118,7 @@ class _Coalescer:
             args=(self._task_name, [queued for queued, _, _ in taken]),
             callback=lambda acks: self._done(taken, acks),
             error_callback=lambda failure: self._failed(taken, failure),
+            timeout_callback=lambda soft, timeout: self._timed_out(len(taken), soft, timeout),
             soft_timeout=self._soft_s,
             timeout=self._hard_s,
         )
@@ -129,6 +130,12 @@ class _Coalescer:
             else:
                 reject(log, self._connection_errors, True)
         self._next()
+
+    def _timed_out(self, count: int, soft: bool, limit_s: float) -> None:
+        if soft:
+            log.warning("Soft time limit (%ss) exceeded for a group of %d", limit_s, count)
+        else:
+            log.error("Hard time limit (%ss) exceeded for a group of %d", limit_s, count)
 
     def _failed(self, taken: list[tuple[Queued, Any, Any]], failure: Any) -> None:
         """The pool process was lost or outran the hard time limit: back on the broker."""
