@@ -23,6 +23,7 @@ from typing import Any
 from bench.report import plot, table
 from bench.scenarios import Measure, WorkerOptions, batches, cpu_count, noop, onboarding, singles
 from bench.stack import Stack, embedded_stack, server_stack
+from models.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,23 @@ def ceiling_and_singles(
     return chosen
 
 
-def run_backend(stack: Stack, options: WorkerOptions, *, quick: bool, rounds: int) -> list[Measure]:
+PARTS = ("singles", "batches", "onboard")  # (a)+(b), (c), (d)
+
+
+def run_backend(
+    stack: Stack, options: WorkerOptions, *, quick: bool, rounds: int, parts: list[str]
+) -> list[Measure]:
     sizes = SIZES[(stack.name, quick)]
-    results = ceiling_and_singles(stack, options, sizes, rounds)
-    for step in (
-        *(
+    results = ceiling_and_singles(stack, options, sizes, rounds) if "singles" in parts else []
+    steps = []
+    if "batches" in parts:
+        steps += [
             lambda b=b, n=n: batches(stack, options, b, n)
             for b, n in sizes.items_by_batch_size.items()
-        ),
-        lambda: onboarding(stack, options, sizes.onboard_rows),
-    ):
+        ]
+    if "onboard" in parts:
+        steps.append(lambda: onboarding(stack, options, sizes.onboard_rows))
+    for step in steps:
         measure = step()
         _report(measure)
         results.append(measure)
@@ -119,6 +127,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="alternating rounds of the no-op and single-command runs (default 3, quick 1)",
     )
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run only this part (repeatable): singles = (a) and (b), batches = (c), onboard = (d)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument(
         "--plot", type=Path, default=None, help="write the batch-size plot here (PNG)"
@@ -136,16 +150,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend in ("all", "embedded"):
         stacks.append(embedded_stack())
     started = time.monotonic()
+    defaults = {name: f.default for name, f in Settings.model_fields.items()}  # the workers'
     results: list[Measure] = []
     print(
         f"custody bench ({'quick' if args.quick else 'full'}): {cpu_count()} CPU(s), "
-        f"workers {options.pool} x{options.concurrency}, log level {options.log_level}",
+        f"workers {options.pool} x{options.concurrency}, log level {options.log_level}, "
+        f"prefetch {defaults['prefetch_multiplier']} per process, "
+        f"groups of at most {defaults['coalesce_max']} single commands",
         flush=True,
     )
     for context in stacks:
         with context as stack:
             rounds = args.rounds or (1 if args.quick else 3)
-            results.extend(run_backend(stack, options, quick=args.quick, rounds=rounds))
+            results.extend(
+                run_backend(
+                    stack, options, quick=args.quick, rounds=rounds, parts=args.only or list(PARTS)
+                )
+            )
     print()
     print(table(results))
     print(f"\n{time.monotonic() - started:.0f}s in all")

@@ -37,9 +37,20 @@ READ_ATTEMPTS = 5  # reads of a claimed file that does not parse yet (its writer
 READ_RETRY_S = 0.05
 
 
+# Digits of the millisecond clock reading that starts a message file's name: zero-padded,
+# so that names sort in the order they were written (readers take the first name), also
+# across a digit-count boundary (9,999,999 -> 10,000,000 ms); 15 digits last 31,000 years.
+NAME_CLOCK_DIGITS = 15
+
+
+def message_name(clock_ms: int, queue: str) -> str:
+    """The file name of a message put at ``clock_ms`` (a monotonic clock reading)."""
+    return f"{clock_ms:0{NAME_CLOCK_DIGITS}d}_{uuid.uuid4()}.{queue}.msg"
+
+
 class Channel(filesystem.Channel):
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        name = message_name(round(time.monotonic() * 1000), queue)
         folder = self.data_folder_out
         try:
             fd, temporary = tempfile.mkstemp(dir=folder, prefix=".writing-")

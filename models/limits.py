@@ -52,8 +52,42 @@ def shape_problems(command: Any) -> list[str]:
     """Why the decoded JSON value ``command`` is too big or too odd to be read further,
     naming the limit; empty when it is within every bound.
 
-    Walks the value without recursion, so no input can exhaust the stack.
+    Walks the value without recursion, so no input can exhaust the stack. Most commands are
+    within bounds: a first walk only says whether; a second one, for the others, says where.
     """
+    return [] if _within_bounds(command) else _problems(command)
+
+
+def _within_bounds(command: Any) -> bool:
+    pending: list[tuple[Any, int]] = [(command, 1)]
+    values = 0
+    while pending:
+        value, depth = pending.pop()
+        values += 1
+        if values > c.MAX_JSON_VALUES:
+            return False
+        if isinstance(value, str):
+            if not is_clean_text(value):
+                return False
+        elif isinstance(value, dict):
+            if depth > c.MAX_JSON_DEPTH or len(value) > c.MAX_JSON_OBJECT_KEYS:
+                return False
+            for key, item in value.items():
+                if not isinstance(key, str) or len(key) > c.MAX_JSON_KEY_CHARS:
+                    return False
+                if not is_clean_text(key):
+                    return False
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            if depth > c.MAX_JSON_DEPTH or len(value) > c.MAX_JSON_ARRAY_ITEMS:
+                return False
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            return False
+    return True
+
+
+def _problems(command: Any) -> list[str]:
     pending: list[tuple[Any, int, str]] = [(command, 1, "command")]
     values = 0
     while pending:

@@ -48,7 +48,11 @@ def _id() -> sa.Column[int]:
     return sa.Column("id", BigId, primary_key=True, autoincrement=True)
 
 
-def _org() -> sa.Column[str]:
+def _org(*, foreign_key: bool = True) -> sa.Column[str]:
+    """The tenant column. Tables that every command writes do without the foreign key
+    (migration 0002): the pipeline checks the organization before it writes anything."""
+    if not foreign_key:
+        return sa.Column("organization_id", sa.String(64), nullable=False)
     return sa.Column(
         "organization_id",
         sa.String(64),
@@ -83,7 +87,7 @@ devices = sa.Table(
     "devices",
     metadata,
     _id(),
-    _org(),
+    _org(foreign_key=False),
     sa.Column("identifier", sa.String(128), nullable=False),
     sa.Column("device_type", sa.String(64), nullable=True),
     _created(),
@@ -94,7 +98,7 @@ customers = sa.Table(
     "customers",
     metadata,
     _id(),
-    _org(),
+    _org(foreign_key=False),
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("name", sa.String(320), nullable=False),
     _created(),
@@ -105,7 +109,7 @@ ownerships = sa.Table(
     "ownerships",
     metadata,
     _id(),
-    _org(),
+    _org(foreign_key=False),
     sa.Column("device_id", BigId, sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
     sa.Column(
         "customer_id", BigId, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
@@ -152,7 +156,7 @@ processed_commands = sa.Table(
     "processed_commands",
     metadata,
     _id(),
-    _org(),
+    _org(foreign_key=False),
     sa.Column("request_id", sa.String(255), nullable=False),
     sa.Column("task", sa.String(64), nullable=False),
     sa.Column("command_hash", sa.String(64), nullable=False),
@@ -183,7 +187,7 @@ outbox = sa.Table(
     metadata,
     _id(),  # commit order per device: rows of one device are written under its row lock
     sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-    _org(),
+    _org(foreign_key=False),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(128), nullable=False),
     sa.Column("payload", Json, nullable=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 
@@ -13,6 +14,9 @@ from kombu import Connection
 from models import tables as t
 from models.topology import commands_queue
 from producers.client import Reply
+from tests.e2e.conftest import start_worker, stop_worker, wait_until_serving
+
+ASSIGN = "custody.assign_device"
 
 pytestmark = pytest.mark.e2e
 
@@ -171,3 +175,60 @@ def test_unparsable_messages_are_dead_lettered_with_their_body_and_the_worker_go
             wait=True,
             timeout_s=30,
         ).success
+
+
+def test_two_workers_coalescing_duplicates_and_overlaps_end_as_each_command_applied_once(
+    stack, tmp_path
+):
+    # Given a second worker on the same queue and database
+    second = start_worker(stack.env, tmp_path / "second-worker.log", "-c", "2")
+    try:
+        wait_until_serving(stack, second)
+        # And 150 commands on 20 devices and 30 customers, each published twice, shuffled
+        org = stack.backend.new_org()
+        rng = random.Random(7)
+        bodies = [
+            {
+                "requestId": f"overlap-{n}",
+                "organizationId": org,
+                "deviceIdentifier": f"SN-{rng.randrange(20)}",
+                "customerEmails": [f"c{rng.randrange(30)}@example.com" for _ in range(2)],
+                "autoCreateDevice": True,
+                "deviceType": "Lock",
+            }
+            for n in range(150)
+        ]
+        messages = [*bodies, *(dict(b) for b in bodies)]
+        rng.shuffle(messages)
+        # When both workers take them at once
+        with stack.client(org) as client:
+            receipts = [
+                client.publish_raw("custody.assign_device", b, reply=True) for b in messages
+            ]
+            replies = client.wait(receipts, timeout_s=120)
+    finally:
+        stop_worker(second)
+    # Then every command was applied once: one answer of each was fresh, the other a replay
+    fresh = [r for r in replies if not r.replayed]
+    assert all(r.success for r in replies)
+    assert sorted(r.request_id for r in fresh) == sorted(b["requestId"] for b in bodies)
+    # And the state is that of each command applied once, one by one
+    state = stack.backend.state(org)
+    wanted = {(b["deviceIdentifier"], e) for b in bodies for e in b["customerEmails"]}
+    assert state.owners == wanted and state.owner_rows == len(wanted)
+    assert set(state.devices) == {b["deviceIdentifier"] for b in bodies}
+    assert set(state.processed) == {b["requestId"] for b in bodies}
+    # And each owner row was announced by exactly one event
+    announced = [
+        (e["data"]["deviceIdentifier"], o["email"])
+        for e in state.events
+        for o in e["data"]["ownersAdded"]
+    ]
+    assert sorted(announced) == sorted(wanted)
+    # And the commands were applied in groups (a group shares its transaction's clock)
+    p = t.processed_commands
+    with stack.backend.engine.connect() as conn:
+        clocks = conn.execute(
+            sa.select(sa.func.count(sa.distinct(p.c.created_at))).where(p.c.organization_id == org)
+        ).scalar_one()
+    assert clocks < len(bodies)

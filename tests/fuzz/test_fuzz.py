@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from models import constants as c
 from models.keystore import MasterKey
+from models.limits import _problems, _within_bounds
 from models.signing import sign
 from tasks.authenticate import Authenticator
 from tasks.pipeline import Delivery, process
@@ -27,6 +28,7 @@ from tests.fuzz.strategies import (
     FUZZ_SETTINGS,
     commands,
     content_types,
+    deep,
     headers,
     json_values,
     message_bodies,
@@ -118,3 +120,10 @@ def test_the_coverage_guided_harness_takes_its_seed_inputs():
 
     for seed in SEEDS:
         one_input(seed)
+
+
+@FUZZ_SETTINGS
+@given(st.one_of(json_values, st.builds(deep, st.integers(1, 12), json_values)))
+def test_the_quick_shape_check_agrees_with_the_one_that_says_where(value):
+    # The first walk says whether a command is within bounds, the second says where not
+    assert _within_bounds(value) == (not _problems(value))

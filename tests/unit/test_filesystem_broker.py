@@ -12,7 +12,7 @@ import pytest
 from kombu import Connection, Queue
 from kombu.utils.json import dumps
 
-from models.filesystem_broker import Transport
+from models.filesystem_broker import Transport, message_name
 from models.settings import Settings
 
 
@@ -99,11 +99,18 @@ def test_a_file_that_is_not_a_message_is_kept_aside_and_the_next_message_is_read
 ):
     queue = Queue(f"q-{uuid.uuid4().hex}")
     queue(connection.default_channel).declare()
-    # "0_" sorts before any millisecond timestamp a writer puts first in its names
-    broken = queue_folder(settings) / f"0_{uuid.uuid4()}.{queue.name}.msg"
+    # A clock reading of 0 sorts before any a writer puts first in its names
+    broken = queue_folder(settings) / message_name(0, queue.name)
     broken.write_bytes(b"{half a mess")
     connection.Producer().publish({"n": 3}, routing_key=queue.name, serializer="json")
     message = queue(connection.default_channel).get(no_ack=True)
     assert message.decode() == {"n": 3}
     kept = settings.broker_folder / "broken" / broken.name
     assert kept.read_bytes() == b"{half a mess"
+
+
+def test_message_names_sort_in_clock_order_across_a_digit_count_boundary():
+    # Given messages put just before and just after the clock gains a digit
+    names = [message_name(ms, "q") for ms in (9_999_998, 9_999_999, 10_000_000, 10_000_001)]
+    # Then readers, who take names in sorted order, take them in the order they were put
+    assert sorted(names) == names
