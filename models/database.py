@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from models.store_sql import json_text
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -19,7 +21,9 @@ PING_AFTER_IDLE_S = 10.0
 def create_engine(
     url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any
 ) -> Engine:
-    """Build an engine; connects lazily, on first use."""
+    """Build an engine; connects lazily, on first use. JSON columns are written with the
+    same encoder as the set-based statements' JSON parameters."""
+    kwargs.setdefault("json_serializer", json_text)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 5)
