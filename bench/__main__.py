@@ -81,7 +81,10 @@ def ceiling_and_singles(
             if kind == 1:
                 median.note += f"; ratio in each round {ratios}"
         chosen.append(median)
-    return chosen
+    # For comparison: the same commands one by one, each its own transaction and hand-over.
+    alone = singles(stack, options, sizes.single_commands, coalesce=False)
+    _report(alone)
+    return [*chosen, alone]
 
 
 PARTS = ("singles", "batches", "onboard")  # (a)+(b), (c), (d)

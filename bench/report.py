@@ -27,7 +27,7 @@ def table(results: list[Measure]) -> str:
     ]
     for m in results:
         versus = ""
-        if m.scenario == SINGLE and ceilings.get(m.backend):
+        if m.scenario.startswith(SINGLE) and ceilings.get(m.backend):
             versus = f"{m.rate / ceilings[m.backend]:.0%}"
         elif m.unit in ("items", "rows") and ceilings.get(m.backend):
             versus = f"{m.rate / ceilings[m.backend]:.1f}x"

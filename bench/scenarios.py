@@ -85,10 +85,15 @@ def _client(stack: Stack, org: str) -> Client:
 
 
 def _drain(
-    stack: Stack, args: list[str], name: str, total: int, done: Any
+    stack: Stack,
+    args: list[str],
+    name: str,
+    total: int,
+    done: Any,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, Worker, CpuUse]:
     """Start a worker on the filled queue, time the drain, measure the CPU it took."""
-    worker = start_worker(stack, args, name=name)
+    worker = start_worker(stack, args, name=name, env=env)
     before = []
     try:
         started, ended = wait_drained(
@@ -126,8 +131,9 @@ def noop(stack: Stack, options: WorkerOptions, count: int) -> Measure:
     return Measure(stack.name, "Celery no-op task (ceiling)", count, "tasks", seconds, *rss, cpu)
 
 
-def singles(stack: Stack, options: WorkerOptions, count: int) -> Measure:
-    """(b) One assign_device per message."""
+def singles(stack: Stack, options: WorkerOptions, count: int, *, coalesce: bool = True) -> Measure:
+    """(b) One assign_device per message; without ``coalesce``, each in a transaction of
+    its own, handed to a pool process on its own (``CUSTODY_COALESCE_MAX=1``)."""
     stack.clear_queue()
     org = stack.new_org("single")
     with _client(stack, org) as client:
@@ -144,15 +150,19 @@ def singles(stack: Stack, options: WorkerOptions, count: int) -> Measure:
             )
             client.publish(command)
     seconds, worker, cpu = _drain(
-        stack, options.custody_args(), "single-worker", count, lambda: stack.processed(org) >= count
+        stack,
+        options.custody_args(),
+        "single-worker",
+        count,
+        lambda: stack.processed(org) >= count,
+        env=None if coalesce else {"CUSTODY_COALESCE_MAX": "1"},
     )
     rss = worker.peak_rss_mib()
     worker.stop()
     owners = stack.rows(t.ownerships, org)
     assert owners == 2 * count, f"expected {2 * count} owner rows, found {owners}"
-    return Measure(
-        stack.name, "assign_device, one per message", count, "commands", seconds, *rss, cpu
-    )
+    scenario = "assign_device, one per message" + ("" if coalesce else ", coalescing off")
+    return Measure(stack.name, scenario, count, "commands", seconds, *rss, cpu)
 
 
 def batches(stack: Stack, options: WorkerOptions, batch_size: int, items: int) -> Measure:

@@ -217,12 +217,15 @@ class Worker:
             self.process.wait()
 
 
-def start_worker(stack: Stack, module_args: list[str], *, name: str) -> Worker:
+def start_worker(
+    stack: Stack, module_args: list[str], *, name: str, env: dict[str, str] | None = None
+) -> Worker:
+    """A worker process with the stack's environment (and ``env`` on top)."""
     log = stack.home / f"{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", *module_args],
-            env=stack.env,
+            env={**stack.env, **(env or {})},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # Worker reliability (SPEC section 5).
     worker_concurrency: int = Field(default=2, ge=1)
     worker_pool: str = "prefork"
-    prefetch_multiplier: int = Field(default=64, ge=1)
+    prefetch_multiplier: int = Field(default=16, ge=1)
     coalesce_max: int = Field(
         default=100, ge=1, description="single assign_device commands per transaction; 1: off"
     )

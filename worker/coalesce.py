@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.concurrency import prefork, solo
 from celery.worker.strategy import default as default_strategy
 
 from tasks.celery_tasks import Queued, run_group
@@ -47,7 +48,7 @@ def strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> Callable[.
     """Celery's per-task message handler: coalesce what can be, the rest as usual."""
     usual = default_strategy(task, app, consumer, **kwargs)
     settings = app.custody_runtime.settings
-    if settings.coalesce_max <= 1:
+    if settings.coalesce_max <= 1 or not _callbacks_in_main_loop(consumer.pool):
         return usual
     group = _Coalescer(task.name, app, consumer)
     revoked = consumer.controller.state.revoked
@@ -67,6 +68,13 @@ def strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> Callable[.
         return None
 
     return handler
+
+
+def _callbacks_in_main_loop(pool: Any) -> bool:
+    """Whether the pool calls back where messages arrive (prefork: in the main process's
+    event loop; solo: at once), so that a group's state needs no lock. A thread pool calls
+    back from its threads: there, messages go one by one."""
+    return isinstance(pool, prefork.TaskPool | solo.TaskPool)
 
 
 class _Coalescer:
@@ -113,15 +121,18 @@ class _Coalescer:
             self._scheduled = None
         taken, self._buffer = self._buffer[: self._max], self._buffer[self._max :]
         self._in_flight += 1
-        self._pool.apply_async(
-            run_in_pool,
-            args=(self._task_name, [queued for queued, _, _ in taken]),
-            callback=lambda acks: self._done(taken, acks),
-            error_callback=lambda failure: self._failed(taken, failure),
-            timeout_callback=lambda soft, timeout: self._timed_out(len(taken), soft, timeout),
-            soft_timeout=self._soft_s,
-            timeout=self._hard_s,
-        )
+        try:
+            self._pool.apply_async(
+                run_in_pool,
+                args=(self._task_name, [queued for queued, _, _ in taken]),
+                callback=lambda acks: self._done(taken, acks),
+                error_callback=lambda failure: self._failed(taken, failure),
+                timeout_callback=lambda soft, timeout: self._timed_out(len(taken), soft, timeout),
+                soft_timeout=self._soft_s,
+                timeout=self._hard_s,
+            )
+        except Exception as exc:  # the pool is closing: the broker keeps the messages
+            self._failed(taken, exc)
 
     def _done(self, taken: list[tuple[Queued, Any, Any]], acks: list[bool]) -> None:
         for (_, ack, reject), acknowledge in zip(taken, acks, strict=True):
@@ -138,7 +149,8 @@ class _Coalescer:
             log.error("Hard time limit (%ss) exceeded for a group of %d", limit_s, count)
 
     def _failed(self, taken: list[tuple[Queued, Any, Any]], failure: Any) -> None:
-        """The pool process was lost or outran the hard time limit: back on the broker."""
+        """The pool process was lost or outran the hard time limit, or the pool refused
+        the group: back on the broker."""
         log.error(
             "a group of %d %s lost its pool process (%s); back on the broker",
             len(taken),
