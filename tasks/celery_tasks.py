@@ -66,6 +66,7 @@ def register_tasks(app: Celery, runtime: TaskRuntime) -> None:
 def _register(app: Celery, name: str, runtime: TaskRuntime) -> None:
     @app.task(  # type: ignore[untyped-decorator]
         name=name,
+        shared=False,  # this app's own (another app in the process gets its own)
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
