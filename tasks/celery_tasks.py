@@ -250,8 +250,11 @@ def _give_up(task: Task, delivery: Delivery, runtime: TaskRuntime, reason: str) 
 
 def _log(outcome: Outcome, task: str) -> None:
     quiet = outcome.success or outcome.replayed
-    if quiet and not log.isEnabledFor(logging.DEBUG):
-        return  # one line per command is too much at this rate, except when debugging
+    # One line per applied command is too much at this rate, except when debugging; an
+    # answer replayed from the idempotency record (a duplicate, a rerun) is worth a line.
+    level = logging.INFO if outcome.replayed else logging.DEBUG
+    if quiet and not log.isEnabledFor(level):
+        return
     context = {
         "task": task,
         "request_id": outcome.request_id,
@@ -260,7 +263,8 @@ def _log(outcome: Outcome, task: str) -> None:
         "outcome": _outcome_label(outcome),
     }
     if quiet:
-        log.debug(
+        log.log(
+            level,
             "%s %s/%s -> %s%s",
             task,
             outcome.organization_id,
