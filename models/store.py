@@ -591,7 +591,7 @@ class SqlProcessedCommands(_Repo):
 
     def add_many(self, entries: list[tuple[StoredResult, list[OutboxRecord]]]) -> bool:
         if not self._postgres:
-            return all([self.add(record, outbox) for record, outbox in entries])
+            return all(self.add(record, outbox) for record, outbox in entries)
         params = {
             "now": self._uow.now,
             "rows": sql.json_text([record.__dict__ for record, _ in entries]),

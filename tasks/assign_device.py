@@ -43,13 +43,19 @@ def assign_device(command: AssignDevice, uow: UnitOfWork) -> AssignDeviceResult:
     return assignment_result(applied, emails.skipped)
 
 
-def assigned_event(applied: Applied, owners_before: list[Customer]) -> DeviceAssigned:
-    """The fact of an assignment that added owners. ``owners_before``: the device's owners
-    in ownership order, the ones this assignment added included or not: those are (again)
-    appended in customer-id order, the order their rows were inserted in."""
+def owners_after(applied: Applied, owners_before: list[Customer]) -> list[Customer]:
+    """The device's owners after the assignment, in ownership order. ``owners_before``:
+    its owners in ownership order, the ones this assignment added included or not: those
+    are (again) appended in customer-id order, the order their rows were inserted in."""
     added = {c.id for c in applied.added}
     owners = [c for c in owners_before if c.id not in added]
-    owners += sorted(applied.added, key=lambda c: c.id)
+    return owners + sorted(applied.added, key=lambda c: c.id)
+
+
+def assigned_event(applied: Applied, owners_before: list[Customer]) -> DeviceAssigned:
+    """The fact of an assignment that added owners (``owners_before`` as for
+    ``owners_after``)."""
+    owners = owners_after(applied, owners_before)
     return DeviceAssigned(
         device_identifier=applied.device.identifier,
         device_id=applied.device.id,

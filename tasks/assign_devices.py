@@ -23,7 +23,13 @@ from models.constants import MAX_DEVICE_IDENTIFIER_CHARS
 from models.domain import Customer, Device, DeviceAssigned, OwnerRef, select_emails
 from models.errors import Rejected
 from models.ports import UnitOfWork
-from tasks.assignments import Assignment, apply_assignments, device_not_found, no_valid_email
+from tasks.assignments import (
+    Assignment,
+    apply_assignments,
+    device_not_found,
+    devices_created,
+    no_valid_email,
+)
 
 
 @dataclass
@@ -69,7 +75,7 @@ def assign_devices(command: AssignDevices, uow: UnitOfWork) -> AssignDevicesResu
 
     changes: dict[int, _Change] = {}
     applied = apply_assignments(uow, command.organization_id, requests)
-    made = {done.device.id for done in applied if done is not None and done.device_created}
+    made = devices_created(applied)
     for index, request, done, invalid in zip(indexes, requests, applied, skipped, strict=True):
         if done is None:
             rejection = device_not_found(request.identifier)

@@ -109,3 +109,8 @@ def apply_assignments(
             added=new,
         )
     return outcome
+
+
+def devices_created(applied: list[Applied | None]) -> set[int]:
+    """Ids of the devices the requests created."""
+    return {done.device.id for done in applied if done is not None and done.device_created}

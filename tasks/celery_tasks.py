@@ -117,8 +117,11 @@ def run_group(task: Task, runtime: TaskRuntime, queued: list[Queued]) -> list[bo
     except SoftTimeLimitExceeded:
         log.warning("a group of %d ran out of time; back on the broker", len(queued))
         return [False] * len(queued)
-    except Exception as exc:  # Transient or a defect: each message on its own then
+    except Transient as exc:
         log.warning("group of %d not applied (%s); one by one", len(queued), exc)
+        outcomes = [None] * len(queued)
+    except Exception:  # a defect: logged in full, and each message on its own then
+        log.exception("group of %d not applied; one by one", len(queued))
         outcomes = [None] * len(queued)
     took_s = (time.monotonic() - started) / max(1, len(queued))
     acks = []

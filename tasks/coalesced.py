@@ -28,12 +28,12 @@ from models.errors import Rejected
 from models.events import wire_time
 from models.ports import OutboxRecord, SigningKeyRecord, StoredResult, UnitOfWork, UnitOfWorkFactory
 from models.results import Rejection
-from tasks.assign_device import assigned_event, assignment_result
+from tasks.assign_device import assigned_event, assignment_result, owners_after
 from tasks.assignments import (
-    Applied,
     Assignment,
     apply_assignments,
     device_not_found,
+    devices_created,
     no_valid_email,
 )
 from tasks.authenticate import Authenticator
@@ -206,7 +206,8 @@ def _apply_org(
     for done in applied:
         if done is not None and done.added:
             new_owners.setdefault(done.device.id, set()).update(c.id for c in done.added)
-    existing = [d for d in sorted(new_owners) if not _created(applied, d)]
+    made = devices_created(applied)
+    existing = [d for d in sorted(new_owners) if d not in made]
     owners = {
         device_id: [o for o in found if o.id not in new_owners[device_id]]
         for device_id, found in uow.owners.of_many(existing).items()
@@ -217,15 +218,11 @@ def _apply_org(
             continue
         events: list[DomainEvent] = []
         if done.added:
-            so_far = owners.setdefault(done.device.id, [])
-            events.append(assigned_event(done, so_far))
-            so_far.extend(sorted(done.added, key=lambda customer: customer.id))
+            before = owners.get(done.device.id, [])
+            events.append(assigned_event(done, before))
+            owners[done.device.id] = owners_after(done, before)
         answered.append((candidate, assignment_result(done, skipped).to_wire(), events))
     return answered
-
-
-def _created(applied: list[Applied | None], device_id: int) -> bool:
-    return any(d is not None and d.device_created and d.device.id == device_id for d in applied)
 
 
 def _rejection(rejection: Rejected) -> dict[str, Any]:

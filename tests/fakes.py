@@ -270,7 +270,7 @@ class FakeProcessed(_Repo):
         return {record.request_id: record for record in found if record is not None}
 
     def add_many(self, entries: list[tuple[StoredResult, list[OutboxRecord]]]) -> bool:
-        return all([self.add(record, outbox) for record, outbox in entries])
+        return all(self.add(record, outbox) for record, outbox in entries)
 
 
 class FakeRejections(_Repo):

@@ -136,6 +136,10 @@ def test_workers_keep_every_message_they_cannot_finish_on_the_broker():
         ({"max_deliveries": 0}, "max_deliveries"),
         ({"visibility_timeout_margin_s": -1}, "visibility_timeout_margin_s"),
         ({"max_retries": "many"}, "max_retries"),
+        ({"coalesce_max": 0}, "coalesce_max"),
+        ({"coalesce_max": "lots"}, "coalesce_max"),
+        ({"coalesce_wait_ms": -1}, "coalesce_wait_ms"),
+        ({"prefetch_multiplier": 0}, "prefetch_multiplier"),
     ],
 )
 def test_inconsistent_reliability_settings_are_refused_with_a_clear_reason(overrides, message):
