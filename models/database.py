@@ -12,6 +12,9 @@ from sqlalchemy.engine import Engine
 from models.store_sql import json_text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option of a SQLite connection whose transactions only read: they begin
+# DEFERRED (a snapshot, no lock; WAL lets them run beside the writer) instead of IMMEDIATE.
+SQLITE_READ_ONLY = "custody_sqlite_read_only"
 
 
 # A pooled connection idle for longer than this is checked before use.
@@ -80,6 +83,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(SQLITE_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

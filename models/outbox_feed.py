@@ -4,17 +4,24 @@ out in commit order per device, and a signal that wakes a relay when rows commit
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: relays take turns within one process only
+    fcntl = None  # type: ignore[assignment]
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from models import tables as t
 from models.constants import OUTBOX_CHANNEL
+from models.database import SQLITE_READ_ONLY
 from models.errors import Transient
 from models.ports import PendingEvent
 from models.store import _describe, is_transient, utcnow
@@ -35,18 +42,58 @@ _RELAY_LOCK_KEY = (0x637573, 0x6F7574)  # "cus", "out"
 
 
 class SqlOutboxBatch:
+    """The rows a relay holds. On PostgreSQL they are marked inside the claim's
+    transaction; on SQLite (``deferred``) the marking waits for the end of the claim and
+    then takes a short write transaction of its own."""
+
     def __init__(
-        self, conn: Connection, events: list[PendingEvent], clock: Callable[[], datetime]
+        self,
+        conn: Connection | None,
+        events: list[PendingEvent],
+        clock: Callable[[], datetime],
+        *,
+        deferred: bool = False,
     ) -> None:
         self._conn = conn
         self._clock = clock
+        self._deferred = deferred
+        self._marked = False
         self.events = events
 
     def mark_sent(self) -> None:
-        if self.events:
-            o = t.outbox
-            ids = [e.id for e in self.events]
-            self._conn.execute(sa.update(o).where(o.c.id.in_(ids)).values(sent_at=self._clock()))
+        if not self.events:
+            return
+        if self._deferred:
+            self._marked = True
+        else:
+            assert self._conn is not None
+            self._update(self._conn)
+
+    def _update(self, conn: Connection) -> None:
+        o = t.outbox
+        ids = [e.id for e in self.events]
+        conn.execute(sa.update(o).where(o.c.id.in_(ids)).values(sent_at=self._clock()))
+
+
+def _unsent(conn: Connection, limit: int) -> list[PendingEvent]:
+    o = t.outbox
+    query = (
+        sa.select(o.c.id, o.c.event_id, o.c.type, o.c.subject, o.c.payload)
+        .where(o.c.sent_at.is_(None))
+        .order_by(o.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [
+        PendingEvent(
+            id=row.id,
+            event_id=row.event_id,
+            type=row.type,
+            subject=row.subject,
+            payload=row.payload,
+        )
+        for row in conn.execute(query)
+    ]
 
 
 class SqlOutboxFeed:
@@ -54,11 +101,14 @@ class SqlOutboxFeed:
 
     Ids of one device's rows follow its commit order: every change to a device locks the
     device row before it writes its outbox rows. Several relays at once stay in that order
-    because a batch is claimed under a transaction-level advisory lock on PostgreSQL (one
-    relay publishes at a time; the others find the lock taken and wait for the next
-    signal) and under SQLite's write lock (``BEGIN IMMEDIATE``). The rows are also locked
-    ``FOR UPDATE SKIP LOCKED``, so nothing else marks them while they are published. A
-    relay that dies mid-batch releases both locks and its rows stay unsent.
+    because one relay publishes at a time, the others finding the turn taken and waiting
+    for the next signal: on PostgreSQL the turn is a transaction-level advisory lock, and
+    the rows are also locked ``FOR UPDATE SKIP LOCKED`` so nothing else marks them while
+    they are published. On SQLite the turn is a lock on a file beside the database, and
+    the batch is read in a snapshot without the database's write lock: commands keep
+    committing while a relay publishes (holding the write lock meanwhile left every worker
+    waiting in SQLite's busy handler). A relay that dies mid-batch releases its turn and
+    its rows stay unsent.
     """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -70,35 +120,37 @@ class SqlOutboxFeed:
     def claim(self, limit: int) -> Iterator[SqlOutboxBatch]:
         try:
             self._signal.listen()  # before reading, so no commit slips between read and wait
+            if self._engine.dialect.name == "sqlite":
+                with self._sqlite_claim(limit) as batch:
+                    yield batch
+                return
             with self._engine.connect() as conn, conn.begin():
                 if conn.dialect.name == "postgresql":
                     lock = sa.func.pg_try_advisory_xact_lock(*_RELAY_LOCK_KEY)
                     if not conn.execute(sa.select(lock)).scalar_one():
                         yield SqlOutboxBatch(conn, [], self._clock)  # another relay publishes
                         return
-                o = t.outbox
-                query = (
-                    sa.select(o.c.id, o.c.event_id, o.c.type, o.c.subject, o.c.payload)
-                    .where(o.c.sent_at.is_(None))
-                    .order_by(o.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                events = [
-                    PendingEvent(
-                        id=row.id,
-                        event_id=row.event_id,
-                        type=row.type,
-                        subject=row.subject,
-                        payload=row.payload,
-                    )
-                    for row in conn.execute(query)
-                ]
-                yield SqlOutboxBatch(conn, events, self._clock)
+                yield SqlOutboxBatch(conn, _unsent(conn, limit), self._clock)
         except sa.exc.SQLAlchemyError as exc:
             if is_transient(exc):
                 raise Transient(f"outbox unavailable: {_describe(exc)}") from exc
             raise
+
+    @contextmanager
+    def _sqlite_claim(self, limit: int) -> Iterator[SqlOutboxBatch]:
+        with _relay_turn(self._engine) as held:
+            if not held:
+                yield SqlOutboxBatch(None, [], self._clock)  # another relay publishes
+                return
+            with self._engine.connect() as reader:
+                reader.execution_options(**{SQLITE_READ_ONLY: True})
+                with reader.begin():
+                    events = _unsent(reader, limit)
+            batch = SqlOutboxBatch(None, events, self._clock, deferred=True)
+            yield batch
+            if batch._marked:
+                with self._engine.begin() as writer:
+                    batch._update(writer)
 
     def wait(self, timeout_s: float) -> bool:
         return self._signal.wait(timeout_s)
@@ -210,6 +262,34 @@ class _SqliteSignal(_Signal):
             if remaining <= 0:
                 return False
             time.sleep(min(self.POLL_S, remaining))
+
+
+_PROCESS_TURNS: dict[str, threading.Lock] = {}  # databases with no file to lock beside
+
+
+@contextmanager
+def _relay_turn(engine: Engine) -> Iterator[bool]:
+    """Whether this relay holds the SQLite database's relay turn, not waited for: a lock on
+    ``<database file>.relay-lock``, seen by relays of every process on the machine (and by
+    the other relays of this one: each turn opens the file anew)."""
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:" or database.startswith("file:"):
+        lock = _PROCESS_TURNS.setdefault(str(engine.url), threading.Lock())
+        held = lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+        return
+    with open(f"{database}.relay-lock", "a+b") as turn:
+        try:
+            fcntl.flock(turn.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        yield held  # closing the file gives the turn back
 
 
 def _signal_for(engine: Engine) -> _Signal:

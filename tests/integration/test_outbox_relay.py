@@ -85,10 +85,9 @@ def test_a_claim_that_ends_in_an_error_leaves_its_rows_unsent(store):
     feed.close()
 
 
-@pytest.mark.postgres
-def test_while_one_relay_holds_a_batch_another_claims_nothing(postgres_engine):
-    store = SqlBackend("postgres", postgres_engine)
-    first, second = SqlOutboxFeed(postgres_engine), SqlOutboxFeed(postgres_engine)
+def test_while_one_relay_holds_a_batch_another_claims_nothing(store):
+    first, second = SqlOutboxFeed(store.engine), SqlOutboxFeed(store.engine)
+    drain(first)
     org = store.new_org()
     given_committed_assignments(store, org, [new_device(), new_device()])
     with first.claim(1000) as held:
@@ -98,8 +97,42 @@ def test_while_one_relay_holds_a_batch_another_claims_nothing(postgres_engine):
             assert other.events == []
         held.mark_sent()
     assert unsent_of(store, org) == 0
+    # Then the turn is free again
+    given_committed_assignments(store, org, [new_device()])
+    with second.claim(1000) as batch:
+        assert len(ours(batch.events, org)) == 1
+        batch.mark_sent()
     first.close()
     second.close()
+
+
+def test_commands_commit_while_a_relay_publishes(store):
+    """A relay holding a batch (publishing it) does not hold up the commands' transactions."""
+    feed = SqlOutboxFeed(store.engine)
+    drain(feed)
+    org = store.new_org()
+    given_committed_assignments(store, org, [new_device()])
+    late = new_device()
+    committed = threading.Event()
+
+    def assign() -> None:
+        given_committed_assignments(store, org, [late])
+        committed.set()
+
+    with feed.claim(1000) as held:
+        assert len(ours(held.events, org)) == 1
+        writer = threading.Thread(target=assign, daemon=True)
+        writer.start()
+        # When a command commits while the batch is being published
+        assert committed.wait(10), "the command waited for the relay"
+        held.mark_sent()
+    writer.join(10)
+    # Then the batch is marked, and the new event waits for the next one
+    with feed.claim(1000) as batch:
+        assert [e.subject for e in ours(batch.events, org)] == [late]
+        batch.mark_sent()
+    assert unsent_of(store, org) == 0
+    feed.close()
 
 
 def test_a_commit_wakes_a_waiting_relay_and_a_rollback_does_not(store):
