@@ -34,16 +34,17 @@ class Sizes:
     onboard_rows: int  # (d)
 
 
+# Sized so that each measurement lasts several seconds on a quiet 2-core machine (shorter
+# ones are mostly worker start-up and the drain's first and last moments).
 SIZES: dict[tuple[str, bool], Sizes] = {  # (backend, quick)
     ("redis+postgres", False): Sizes(
-        2_500, 1_500, {1: 2_000, 10: 10_000, 100: 50_000, 1000: 200_000}, 1_000_000
+        10_000, 6_000, {1: 2_000, 10: 20_000, 100: 100_000, 1000: 200_000}, 1_000_000
     ),
     ("redis+postgres", True): Sizes(
-        1_000, 1_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000
+        2_000, 2_000, {1: 300, 10: 2_000, 100: 10_000, 1000: 20_000}, 50_000
     ),
-    # The embedded default is for one machine and small volumes: smaller sizes.
     ("embedded", False): Sizes(
-        2_000, 1_000, {1: 500, 10: 2_000, 100: 10_000, 1000: 50_000}, 100_000
+        6_000, 3_000, {1: 1_000, 10: 10_000, 100: 50_000, 1000: 100_000}, 1_000_000
     ),
     ("embedded", True): Sizes(1_000, 500, {1: 100, 100: 2_000, 1000: 10_000}, 10_000),
 }
