@@ -114,3 +114,27 @@ def test_message_names_sort_in_clock_order_across_a_digit_count_boundary():
     names = [message_name(ms, "q") for ms in (9_999_998, 9_999_999, 10_000_000, 10_000_001)]
     # Then readers, who take names in sorted order, take them in the order they were put
     assert sorted(names) == names
+
+
+def test_a_reader_takes_messages_in_order_also_those_put_or_taken_by_others_meanwhile(
+    settings, connection
+):
+    queue = Queue(f"q-{uuid.uuid4().hex}")
+    producer = connection.Producer()
+    for n in (1, 2, 3):
+        producer.publish({"n": n}, routing_key=queue.name, declare=[queue], serializer="json")
+    reader = queue(connection.default_channel)
+    # Given a reader that has taken the first message (and seen the next two)
+    assert reader.get(no_ack=True).decode() == {"n": 1}
+    # When another reader takes the second, and a fourth message is put
+    with Connection(
+        settings.resolved_broker_url,
+        transport=settings.broker_transport,
+        transport_options=settings.broker_transport_options(),
+    ) as other:
+        assert queue(other.default_channel).get(no_ack=True).decode() == {"n": 2}
+    producer.publish({"n": 4}, routing_key=queue.name, serializer="json")
+    # Then the first reader goes on with the third and the fourth, then finds none
+    assert reader.get(no_ack=True).decode() == {"n": 3}
+    assert reader.get(no_ack=True).decode() == {"n": 4}
+    assert reader.get(no_ack=True) is None
