@@ -58,9 +58,11 @@ def test_any_command_ends_as_a_result_and_a_rejection_changes_nothing(data, requ
     body = data.draw(commands(org), label="command")
     secrets = {backend.key_for(org).secret}
     if signing != "unsigned" and isinstance(body, dict):
-        with contextlib.suppress(ValueError):  # NaN or a lone surrogate cannot be signed
+        try:
             body = sign(body, backend.key_for(other if signing == "another-org" else org))
-        if isinstance(body.get("signature"), dict):
+        except ValueError:  # NaN, an infinity or a lone surrogate cannot be signed
+            pass  # sent as drawn (a "signature" drawn with it is no secret)
+        else:
             secrets.add(body["signature"]["value"])
         if signing == "signed-then-changed":
             body = {**body, data.draw(st.sampled_from(sorted(body))): data.draw(json_values)}
