@@ -41,6 +41,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 Json: Any = sa.JSON().with_variant(JSONB(), "postgresql")
+# Kept as written (``json`` on PostgreSQL): a document that is only stored and read back
+# whole, never queried inside (migration 0003).
+JsonText: Any = sa.JSON()
 BigId: Any = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid aliasing
 
 
@@ -190,7 +193,7 @@ outbox = sa.Table(
     _org(foreign_key=False),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(128), nullable=False),
-    sa.Column("payload", Json, nullable=False),
+    sa.Column("payload", JsonText, nullable=False),
     _created(),
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.Index(

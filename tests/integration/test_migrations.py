@@ -104,3 +104,29 @@ def foreign_keys(conn: sa.Connection) -> set[tuple[str, str]]:
         for table in inspector.get_table_names()
         for fk in inspector.get_foreign_keys(table)
     }
+
+
+def test_outbox_payloads_keep_their_content_through_the_change_of_type(empty_engine):
+    # Given a database at revision 0002 with an unsent event
+    upgrade(empty_engine, "0002")
+    payload = {"id": "e-1", "data": {"owners": [{"email": "ä@example.com", "customerId": 1}]}}
+    with empty_engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.outbox).values(
+                event_id="e-1",
+                organization_id="o",
+                type="device.assigned",
+                subject="SN-1",
+                payload=payload,
+                created_at=sa.func.now(),
+            )
+        )
+    # When it is upgraded, and downgraded again
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        upgraded = conn.execute(sa.select(t.outbox.c.payload)).scalar_one()
+    command.downgrade(alembic_config(empty_engine), "0002")
+    with empty_engine.connect() as conn:
+        downgraded = conn.execute(sa.select(t.outbox.c.payload)).scalar_one()
+    # Then the relay reads the same event each time
+    assert upgraded == downgraded == payload
