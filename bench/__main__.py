@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import sys
@@ -111,6 +112,10 @@ def run_backend(
     return results
 
 
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load) + " (1 / 5 / 15 min)"
+
+
 def _exit_on_signal(number: int, _frame: Any) -> None:
     raise SystemExit(f"stopped by signal {number}")
 
@@ -156,8 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     defaults = {name: f.default for name, f in Settings.model_fields.items()}  # the workers'
     results: list[Measure] = []
+    load_before = os.getloadavg()
     print(
         f"custody bench ({'quick' if args.quick else 'full'}): {cpu_count()} CPU(s), "
+        f"load average {_load(load_before)} (the machine's other work competes for them), "
         f"workers {options.pool} x{options.concurrency}, log level {options.log_level}, "
         f"prefetch {defaults['prefetch_multiplier']} per process, "
         f"groups of at most {defaults['coalesce_max']} single commands",
@@ -173,8 +180,12 @@ def main(argv: list[str] | None = None) -> None:
             )
     print()
     print(table(results))
-    print(f"\n{time.monotonic() - started:.0f}s in all")
+    load_after = os.getloadavg()
+    elapsed_s = time.monotonic() - started
+    print(f"\n{elapsed_s:.0f}s in all; load average at the end {_load(load_after)}")
     environment: dict[str, Any] = {
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": cpu_count(),
