@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     print(
         f"custody bench ({'quick' if args.quick else 'full'}): {cpu_count()} CPU(s), "
-        f"load average {_load(load_before)} (the machine's other work competes for them), "
+        f"load average {_load(load_before)}, "
         f"workers {options.pool} x{options.concurrency}, log level {options.log_level}, "
         f"prefetch {defaults['prefetch_multiplier']} per process, "
         f"groups of at most {defaults['coalesce_max']} single commands",
