@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 _RECEIVED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] received")
-_FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (?:succeeded|retry:|raised)")
+_FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (?:succeeded|retry:|raised|requeued)")
 
 
 def unfinished(log: str) -> set[str]:
@@ -84,8 +84,10 @@ class Workers:
         env = {**self.env, "CUSTODY_HOME": str(self.folder / f"home-{index}")}
         worker.log_offset = worker.log.stat().st_size if worker.log.exists() else 0
         with worker.log.open("ab") as out:
+            # DEBUG: the per-message "received" and "succeeded" lines tell which messages a
+            # killed worker held.
             worker.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "worker", "-c", str(self.concurrency), "-l", "INFO"],
+                [sys.executable, "-m", "cli", "worker", "-c", str(self.concurrency), "-l", "DEBUG"],
                 env=env,
                 cwd=REPO,
                 stdout=out,

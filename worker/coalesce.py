@@ -105,6 +105,8 @@ class _Coalescer:
             },
         )
         self._buffer.append((queued, ack, reject))
+        # Celery's per-task lines do not cover coalesced messages: the same, at DEBUG.
+        log.debug("Task %s[%s] received (coalesced)", self._task_name, queued.id)
         if len(self._buffer) >= self._max:
             self._send()
         elif self._scheduled is None and self._in_flight < self._processes:
@@ -135,11 +137,13 @@ class _Coalescer:
             self._failed(taken, exc)
 
     def _done(self, taken: list[tuple[Queued, Any, Any]], acks: list[bool]) -> None:
-        for (_, ack, reject), acknowledge in zip(taken, acks, strict=True):
+        for (queued, ack, reject), acknowledge in zip(taken, acks, strict=True):
             if acknowledge:
                 ack(log, self._connection_errors)
+                log.debug("Task %s[%s] succeeded in a group", self._task_name, queued.id)
             else:
                 reject(log, self._connection_errors, True)
+                log.debug("Task %s[%s] requeued", self._task_name, queued.id)
         self._next()
 
     def _timed_out(self, count: int, soft: bool, limit_s: float) -> None:
@@ -157,8 +161,9 @@ class _Coalescer:
             self._task_name,
             getattr(failure, "exception", failure),
         )
-        for _, _, reject in taken:
+        for queued, _, reject in taken:
             reject(log, self._connection_errors, True)
+            log.debug("Task %s[%s] requeued", self._task_name, queued.id)
         self._next()
 
     def _next(self) -> None:
