@@ -22,9 +22,15 @@ _RECEIVED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] received")
 _FINISHED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (?:succeeded|retry:|raised|requeued)")
 
 
+_CONNECTED = "celery.worker.consumer.connection: Connected to "
+
+
 def unfinished(log: str) -> set[str]:
-    """Message ids a worker's log shows received and not finished."""
-    return set(_RECEIVED.findall(log)) - set(_FINISHED.findall(log))
+    """Message ids a worker's log shows received and not finished since its latest
+    connection to the broker: what it held before a reconnection the broker hands out
+    again by itself (the visibility timeout), whether or not the worker is killed."""
+    since = log[log.rfind(_CONNECTED) :] if _CONNECTED in log else log
+    return set(_RECEIVED.findall(since)) - set(_FINISHED.findall(since))
 
 
 @dataclass
