@@ -61,20 +61,20 @@ class KombuPublisher:
         self._exchange = events_exchange(exchange)
         self._producer: Any = None
         # The filesystem transport orders a queue's messages by the millisecond in their
-        # file name and then by a random suffix: two messages written in one millisecond
-        # could swap. There, consecutive publications are kept in distinct milliseconds.
+        # file name, then by the writing process's count of messages. Within a process
+        # that is the order of publication; another process's relay writing in the same
+        # millisecond could sort before it. There, a batch starts in a millisecond later
+        # than anything published before it (relays take turns batch by batch).
         self._spaced = scheme == "filesystem"
-        self._last_ms = 0
 
     def publish(self, events: list[PendingEvent]) -> None:
         if self._producer is None:
             self._producer = self._connection.Producer(serializer="json")
         if self._spaced:  # anything published before this call is named by now or earlier
-            self._last_ms = _millisecond()
+            began_ms = _millisecond()
+            while _millisecond() <= began_ms:
+                time.sleep(0.0002)
         for event in events:
-            if self._spaced:
-                while _millisecond() <= self._last_ms:
-                    time.sleep(0.0002)
             self._producer.publish(
                 event.payload,
                 exchange=self._exchange,
@@ -87,8 +87,6 @@ class KombuPublisher:
                 retry=True,
                 retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
             )
-            if self._spaced:  # its file is named by now or earlier
-                self._last_ms = _millisecond()
 
     def close(self) -> None:
         self._connection.release()
